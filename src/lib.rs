@@ -1,0 +1,1 @@
+//! nsq-gateway library crate.
