@@ -1,0 +1,322 @@
+#!/usr/bin/env node
+// Drives nsqjs (nsq.Writer / nsq.Reader) against an nsqd-compatible server for
+// nsq-gateway's integration tests.
+//
+// Usage: node nsqjs_scenarios.js SCENARIO --nsqd HOST:PORT --topic T [options]
+//
+// Each run prints exactly one JSON line on stdout: {"ok": true, ...results} on
+// success, or {"ok": false, "error": "...", ...partial results} and a non-zero
+// exit status on failure or timeout. Every scenario is bounded by --timeout.
+'use strict'
+
+const nsq = require('nsqjs')
+
+const RESULT = { ok: false, client: 'nsqjs', nsqjs: require('nsqjs/package.json').version }
+
+function parseArgs (argv) {
+  const args = {
+    scenario: argv[0],
+    nsqd: null,
+    topic: null,
+    channel: 'ch',
+    count: 10,
+    delayMs: 1000,
+    msgTimeoutMs: 1000,
+    holdMs: 2500,
+    touchEveryMs: 300,
+    settleMs: 1500,
+    timeout: 15
+  }
+  const names = {
+    '--nsqd': ['nsqd', String],
+    '--topic': ['topic', String],
+    '--channel': ['channel', String],
+    '--count': ['count', Number],
+    '--delay-ms': ['delayMs', Number],
+    '--msg-timeout-ms': ['msgTimeoutMs', Number],
+    '--hold-ms': ['holdMs', Number],
+    '--touch-every-ms': ['touchEveryMs', Number],
+    '--settle-ms': ['settleMs', Number],
+    '--timeout': ['timeout', Number]
+  }
+  for (let i = 1; i < argv.length; i += 2) {
+    const spec = names[argv[i]]
+    if (!spec || i + 1 >= argv.length) throw new Error('bad argument ' + argv[i])
+    args[spec[0]] = spec[1](argv[i + 1])
+  }
+  if (!args.nsqd || !args.topic) throw new Error('--nsqd and --topic are required')
+  const idx = args.nsqd.lastIndexOf(':')
+  args.host = args.nsqd.slice(0, idx)
+  args.port = Number(args.nsqd.slice(idx + 1))
+  return args
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6
+
+async function waitUntil (pred, timeoutMs, what) {
+  const deadline = nowMs() + timeoutMs
+  while (!pred()) {
+    if (nowMs() > deadline) throw new Error('timeout: waiting for ' + what)
+    await sleep(5)
+  }
+}
+
+function connectWriter (args) {
+  return new Promise((resolve, reject) => {
+    const w = new nsq.Writer(args.host, args.port)
+    const timer = setTimeout(() => reject(new Error('timeout: Writer connect')), 5000)
+    w.once('ready', () => {
+      clearTimeout(timer)
+      resolve(w)
+    })
+    w.on('error', (err) => {
+      RESULT.writer_errors = (RESULT.writer_errors || []).concat(String(err))
+      reject(err)
+    })
+    w.connect()
+  })
+}
+
+function publish (w, topic, msgs) {
+  return new Promise((resolve, reject) =>
+    w.publish(topic, msgs, (err) => (err ? reject(err) : resolve())))
+}
+
+function deferPublish (w, topic, msg, ms) {
+  return new Promise((resolve, reject) =>
+    w.deferPublish(topic, msg, ms, (err) => (err ? reject(err) : resolve())))
+}
+
+class Collector {
+  constructor () {
+    this.bodies = []
+    this.attempts = []
+    this.times = []
+  }
+
+  record (msg) {
+    this.bodies.push(msg.body.toString('utf8'))
+    this.attempts.push(msg.attempts)
+    this.times.push(nowMs())
+    RESULT.received = this.bodies
+    RESULT.attempts = this.attempts
+  }
+}
+
+function makeReader (args, channel, onMessage, opts = {}) {
+  const r = new nsq.Reader(args.topic, channel, Object.assign({
+    nsqdTCPAddresses: [args.nsqd],
+    maxInFlight: 1,
+    maxAttempts: 0
+  }, opts))
+  r.on('message', onMessage)
+  r.on('error', (err) => {
+    RESULT.reader_errors = (RESULT.reader_errors || []).concat(String(err))
+  })
+  r.on('discard', (msg) => {
+    RESULT.discarded = (RESULT.discarded || 0) + 1
+    msg.finish()
+  })
+  r.connect()
+  return r
+}
+
+async function consume (args, count, channel, opts) {
+  const c = new Collector()
+  const r = makeReader(args, channel || args.channel, (msg) => {
+    c.record(msg)
+    msg.finish()
+  }, opts)
+  try {
+    await waitUntil(() => c.bodies.length >= count, args.timeout * 1000, count + ' messages')
+    await sleep(300)
+  } finally {
+    r.close()
+  }
+  return c
+}
+
+const bodies = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`)
+
+const SCENARIOS = {
+  async pub (args) {
+    const w = await connectWriter(args)
+    const sent = bodies('pub', args.count)
+    for (const b of sent) await publish(w, args.topic, b)
+    RESULT.sent = sent
+    w.close()
+    await consume(args, sent.length)
+  },
+
+  async mpub (args) {
+    const w = await connectWriter(args)
+    const sent = bodies('mpub', args.count)
+    await publish(w, args.topic, sent)
+    RESULT.sent = sent
+    w.close()
+    await consume(args, sent.length)
+  },
+
+  async publish (args) {
+    const w = await connectWriter(args)
+    const sent = bodies('x', args.count)
+    const half = Math.floor(sent.length / 2)
+    for (const b of sent.slice(0, half)) await publish(w, args.topic, b)
+    if (sent.length > half) await publish(w, args.topic, sent.slice(half))
+    RESULT.sent = sent
+    w.close()
+  },
+
+  async consume (args) {
+    await consume(args, args.count)
+  },
+
+  async dpub (args) {
+    const w = await connectWriter(args)
+    const c = new Collector()
+    const r = makeReader(args, args.channel, (msg) => {
+      c.record(msg)
+      msg.finish()
+    })
+    await new Promise((resolve) => r.once('nsqd_connected', resolve))
+    const t0 = nowMs()
+    await deferPublish(w, args.topic, 'deferred', args.delayMs)
+    await waitUntil(() => c.bodies.length >= 1, args.timeout * 1000, 'the deferred message')
+    RESULT.elapsed_ms = c.times[0] - t0
+    await sleep(300)
+    r.close()
+    w.close()
+  },
+
+  async req (args) {
+    const w = await connectWriter(args)
+    await publish(w, args.topic, 'requeue-me')
+    w.close()
+    const c = new Collector()
+    const r = makeReader(args, args.channel, (msg) => {
+      c.record(msg)
+      if (msg.attempts === 1) msg.requeue(args.delayMs, false)
+      else msg.finish()
+    })
+    await waitUntil(() => c.bodies.length >= 2, args.timeout * 1000, 'the redelivery')
+    RESULT.redelivery_ms = c.times[1] - c.times[0]
+    await sleep(300)
+    r.close()
+  },
+
+  async touch (args) {
+    const w = await connectWriter(args)
+    await publish(w, args.topic, 'touch-me')
+    w.close()
+    const c = new Collector()
+    let heldMs = null
+    let touches = 0
+    const r = makeReader(args, args.channel, (msg) => {
+      c.record(msg)
+      if (c.bodies.length > 1) {
+        msg.finish()
+        return
+      }
+      const start = nowMs()
+      const tick = () => {
+        if (nowMs() - start >= args.holdMs) {
+          heldMs = nowMs() - start
+          RESULT.touches = touches
+          msg.finish()
+          return
+        }
+        msg.touch()
+        touches += 1
+        setTimeout(tick, args.touchEveryMs)
+      }
+      setTimeout(tick, args.touchEveryMs)
+    }, { messageTimeout: args.msgTimeoutMs })
+    await waitUntil(() => heldMs !== null, args.timeout * 1000, 'the held message to be finished')
+    RESULT.held_ms = heldMs
+    await sleep(args.settleMs)
+    RESULT.deliveries = c.bodies.length
+    r.close()
+  },
+
+  async timeout (args) {
+    const w = await connectWriter(args)
+    await publish(w, args.topic, 'time-me-out')
+    w.close()
+    const c = new Collector()
+    const r = makeReader(args, args.channel, (msg) => {
+      c.record(msg)
+      if (msg.attempts > 1) msg.finish()
+      // attempts == 1: never answer, let the server time it out.
+    }, { messageTimeout: args.msgTimeoutMs, maxInFlight: 2 })
+    await waitUntil(() => c.bodies.length >= 2, args.timeout * 1000, 'the timeout redelivery')
+    RESULT.redelivery_ms = c.times[1] - c.times[0]
+    await sleep(300)
+    r.close()
+  },
+
+  async two_channels (args) {
+    const a = new Collector()
+    const b = new Collector()
+    let connected = 0
+    const ra = makeReader(args, args.channel + '_a', (m) => { a.record(m); m.finish() })
+    const rb = makeReader(args, args.channel + '_b', (m) => { b.record(m); m.finish() })
+    ra.once('nsqd_connected', () => connected++)
+    rb.once('nsqd_connected', () => connected++)
+    await waitUntil(() => connected === 2, 5000, 'both Readers to connect')
+    // nsqjs emits nsqd_connected once IDENTIFY is answered and SUB is sent;
+    // give the server a moment to create both channels before publishing.
+    await sleep(500)
+    const w = await connectWriter(args)
+    const sent = bodies('fan', args.count)
+    await publish(w, args.topic, sent)
+    RESULT.sent = sent
+    w.close()
+    await waitUntil(() => a.bodies.length >= sent.length && b.bodies.length >= sent.length,
+      args.timeout * 1000, 'both channels to receive every message')
+    await sleep(300)
+    RESULT.channel_a = a.bodies
+    RESULT.channel_b = b.bodies
+    ra.close()
+    rb.close()
+  }
+}
+
+async function main () {
+  let args
+  try {
+    args = parseArgs(process.argv.slice(2))
+    if (!SCENARIOS[args.scenario]) throw new Error('unknown scenario ' + args.scenario)
+  } catch (e) {
+    RESULT.error = String(e.message || e)
+    console.log(JSON.stringify(RESULT))
+    process.exit(64)
+  }
+  RESULT.scenario = args.scenario
+  const guard = setTimeout(() => {
+    RESULT.error = 'timeout: scenario exceeded --timeout'
+    console.log(JSON.stringify(RESULT))
+    process.exit(2)
+  }, (args.timeout + 5) * 1000)
+  try {
+    await SCENARIOS[args.scenario](args)
+    RESULT.ok = true
+    clearTimeout(guard)
+    console.log(JSON.stringify(RESULT))
+    process.exit(0)
+  } catch (e) {
+    clearTimeout(guard)
+    RESULT.error = String(e && e.message ? e.message : e)
+    if (e && e.stack) console.error(e.stack)
+    console.log(JSON.stringify(RESULT))
+    process.exit(String(RESULT.error).startsWith('timeout') ? 2 : 1)
+  }
+}
+
+process.on('unhandledRejection', (e) => {
+  RESULT.error = 'unhandled rejection: ' + String(e && e.stack ? e.stack : e)
+  console.log(JSON.stringify(RESULT))
+  process.exit(1)
+})
+
+main()

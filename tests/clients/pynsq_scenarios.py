@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Drives pynsq (tornado IOLoop nsq.Writer / nsq.Reader) against an
+nsqd-compatible server for nsq-gateway's integration tests.
+
+Usage: pynsq_scenarios.py SCENARIO --nsqd HOST:PORT --topic T [options]
+
+Each run prints exactly one JSON line on stdout: {"ok": true, ...results} on
+success, or {"ok": false, "error": "...", ...partial results} and a non-zero
+exit status on failure or timeout. Every scenario is bounded by --timeout.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+import traceback
+
+import nsq
+import tornado.ioloop
+import tornado.util
+
+RESULT = {"ok": False, "client": "pynsq", "pynsq": nsq.__version__}
+
+
+def now_ms():
+    return time.monotonic() * 1000.0
+
+
+async def wait_until(pred, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for " + what)
+        await asyncio.sleep(0.005)
+
+
+async def connect_writer(addr):
+    writer = nsq.Writer([addr], reconnect_interval=1.0)
+    await wait_until(lambda: writer.conns, 5, "the Writer to connect")
+    return writer
+
+
+def call_pub(writer, method, *args):
+    """Calls Writer.pub/mpub/dpub and returns a future for the server's answer."""
+    fut = asyncio.get_running_loop().create_future()
+
+    def done(conn, data):
+        if fut.done():
+            return
+        if isinstance(data, Exception):
+            fut.set_exception(RuntimeError("%s failed: %r" % (method, data)))
+        else:
+            fut.set_result(data)
+
+    getattr(writer, method)(*args, callback=done)
+    return fut
+
+
+class Collector:
+    """Records every delivery a Reader sees, in arrival order."""
+
+    def __init__(self):
+        self.bodies = []
+        self.attempts = []
+        self.times = []
+
+    def record(self, msg):
+        self.bodies.append(msg.body.decode("utf-8"))
+        self.attempts.append(msg.attempts)
+        self.times.append(now_ms())
+        RESULT["received"] = self.bodies
+        RESULT["attempts"] = self.attempts
+
+
+def make_reader(args, channel, handler, **kwargs):
+    return nsq.Reader(
+        topic=args.topic,
+        channel=channel,
+        message_handler=handler,
+        nsqd_tcp_addresses=[args.nsqd],
+        max_in_flight=kwargs.pop("max_in_flight", 1),
+        max_tries=0,
+        **kwargs
+    )
+
+
+async def consume(args, count, channel=None, settle_ms=300, **reader_kwargs):
+    """Consumes until `count` deliveries, FINs each, then waits `settle_ms`
+    to catch duplicates. Returns the Collector."""
+    c = Collector()
+
+    def handler(msg):
+        c.record(msg)
+        return True
+
+    reader = make_reader(args, channel or args.channel, handler, **reader_kwargs)
+    try:
+        await wait_until(lambda: len(c.bodies) >= count, args.timeout, "%d messages" % count)
+        await asyncio.sleep(settle_ms / 1000.0)
+    finally:
+        reader.close()
+    return c
+
+
+def bodies(prefix, n):
+    return ["%s-%d" % (prefix, i) for i in range(n)]
+
+
+async def scenario_pub(args):
+    writer = await connect_writer(args.nsqd)
+    sent = bodies("pub", args.count)
+    for body in sent:
+        resp = await call_pub(writer, "pub", args.topic, body.encode())
+        RESULT.setdefault("responses", []).append(resp.decode())
+    RESULT["sent"] = sent
+    await consume(args, len(sent))
+
+
+async def scenario_mpub(args):
+    writer = await connect_writer(args.nsqd)
+    sent = bodies("mpub", args.count)
+    resp = await call_pub(writer, "mpub", args.topic, [b.encode() for b in sent])
+    RESULT["responses"] = [resp.decode()]
+    RESULT["sent"] = sent
+    await consume(args, len(sent))
+
+
+async def scenario_publish(args):
+    """Publish only (for cross-client tests): half PUB, half MPUB."""
+    writer = await connect_writer(args.nsqd)
+    sent = bodies("x", args.count)
+    half = len(sent) // 2
+    for body in sent[:half]:
+        await call_pub(writer, "pub", args.topic, body.encode())
+    if sent[half:]:
+        await call_pub(writer, "mpub", args.topic, [b.encode() for b in sent[half:]])
+    RESULT["sent"] = sent
+
+
+async def scenario_consume(args):
+    await consume(args, args.count)
+
+
+async def scenario_dpub(args):
+    writer = await connect_writer(args.nsqd)
+    c = Collector()
+
+    def handler(msg):
+        c.record(msg)
+        return True
+
+    reader = make_reader(args, args.channel, handler)
+    await wait_until(lambda: reader.conns, 5, "the Reader to connect")
+    t0 = now_ms()
+    resp = await call_pub(writer, "dpub", args.topic, args.delay_ms, b"deferred")
+    RESULT["responses"] = [resp.decode()]
+    await wait_until(lambda: c.bodies, args.timeout, "the deferred message")
+    RESULT["elapsed_ms"] = c.times[0] - t0
+    await asyncio.sleep(0.3)
+    reader.close()
+
+
+async def scenario_req(args):
+    writer = await connect_writer(args.nsqd)
+    await call_pub(writer, "pub", args.topic, b"requeue-me")
+    c = Collector()
+
+    def handler(msg):
+        c.record(msg)
+        if msg.attempts == 1:
+            msg.enable_async()
+            msg.requeue(time_ms=args.delay_ms, backoff=False)
+            return None
+        return True
+
+    reader = make_reader(args, args.channel, handler)
+    await wait_until(lambda: len(c.bodies) >= 2, args.timeout, "the redelivery")
+    RESULT["redelivery_ms"] = c.times[1] - c.times[0]
+    await asyncio.sleep(0.3)
+    reader.close()
+
+
+async def scenario_touch(args):
+    """Holds one message for --hold-ms with msg_timeout=1s, TOUCHing every
+    --touch-every-ms, then FINs it; expects exactly one delivery."""
+    writer = await connect_writer(args.nsqd)
+    await call_pub(writer, "pub", args.topic, b"touch-me")
+    c = Collector()
+    held = []
+
+    def handler(msg):
+        c.record(msg)
+        msg.enable_async()
+        if len(c.bodies) > 1:
+            # A redelivery means the touches did not extend the timeout.
+            msg.finish()
+            return None
+        loop = tornado.ioloop.IOLoop.current()
+        start = now_ms()
+        touches = [0]
+
+        def tick():
+            if now_ms() - start >= args.hold_ms:
+                held.append(now_ms() - start)
+                RESULT["touches"] = touches[0]
+                msg.finish()
+                return
+            msg.touch()
+            touches[0] += 1
+            loop.call_later(args.touch_every_ms / 1000.0, tick)
+
+        loop.call_later(args.touch_every_ms / 1000.0, tick)
+        return None
+
+    reader = make_reader(args, args.channel, handler, msg_timeout=args.msg_timeout_ms / 1000.0)
+    await wait_until(lambda: held, args.timeout, "the held message to be finished")
+    RESULT["held_ms"] = held[0]
+    await asyncio.sleep(args.settle_ms / 1000.0)
+    RESULT["deliveries"] = len(c.bodies)
+    reader.close()
+
+
+async def scenario_timeout(args):
+    """Never answers the first delivery; expects a redelivery with attempts=2
+    after msg_timeout."""
+    writer = await connect_writer(args.nsqd)
+    await call_pub(writer, "pub", args.topic, b"time-me-out")
+    c = Collector()
+
+    def handler(msg):
+        c.record(msg)
+        if msg.attempts == 1:
+            msg.enable_async()
+            return None
+        return True
+
+    reader = make_reader(
+        args, args.channel, handler, max_in_flight=2, msg_timeout=args.msg_timeout_ms / 1000.0
+    )
+    await wait_until(lambda: len(c.bodies) >= 2, args.timeout, "the timeout redelivery")
+    RESULT["redelivery_ms"] = c.times[1] - c.times[0]
+    await asyncio.sleep(0.3)
+    reader.close()
+
+
+async def scenario_two_channels(args):
+    a, b = Collector(), Collector()
+
+    def handler_for(col):
+        def handler(msg):
+            col.record(msg)
+            return True
+
+        return handler
+
+    ra = make_reader(args, args.channel + "_a", handler_for(a))
+    rb = make_reader(args, args.channel + "_b", handler_for(b))
+    await wait_until(lambda: ra.conns and rb.conns, 5, "both Readers to connect")
+    # SUB is sent right after the IDENTIFY answer that marks the connection
+    # ready; give the server a moment to create both channels before publishing.
+    await asyncio.sleep(0.5)
+    writer = await connect_writer(args.nsqd)
+    sent = bodies("fan", args.count)
+    await call_pub(writer, "mpub", args.topic, [s.encode() for s in sent])
+    RESULT["sent"] = sent
+    await wait_until(
+        lambda: len(a.bodies) >= len(sent) and len(b.bodies) >= len(sent),
+        args.timeout,
+        "both channels to receive every message",
+    )
+    await asyncio.sleep(0.3)
+    RESULT["channel_a"] = a.bodies
+    RESULT["channel_b"] = b.bodies
+    ra.close()
+    rb.close()
+
+
+SCENARIOS = {
+    "pub": scenario_pub,
+    "mpub": scenario_mpub,
+    "publish": scenario_publish,
+    "consume": scenario_consume,
+    "dpub": scenario_dpub,
+    "req": scenario_req,
+    "touch": scenario_touch,
+    "timeout": scenario_timeout,
+    "two_channels": scenario_two_channels,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--nsqd", required=True, help="HOST:PORT of the TCP listener")
+    p.add_argument("--topic", required=True)
+    p.add_argument("--channel", default="ch")
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--delay-ms", type=int, default=1000)
+    p.add_argument("--msg-timeout-ms", type=int, default=1000)
+    p.add_argument("--hold-ms", type=int, default=2500)
+    p.add_argument("--touch-every-ms", type=int, default=300)
+    p.add_argument("--settle-ms", type=int, default=1500)
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds for the whole scenario")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    RESULT["scenario"] = args.scenario
+
+    async def run():
+        await SCENARIOS[args.scenario](args)
+
+    code = 0
+    try:
+        tornado.ioloop.IOLoop.current().run_sync(run, timeout=args.timeout + 5)
+        RESULT["ok"] = True
+    except (TimeoutError, tornado.util.TimeoutError) as e:
+        RESULT["error"] = "timeout: %s" % (e or "scenario exceeded --timeout")
+        code = 2
+    except Exception as e:  # report anything else the same way
+        RESULT["error"] = "%s: %s" % (type(e).__name__, e)
+        traceback.print_exc()
+        code = 1
+    print(json.dumps(RESULT), flush=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
