@@ -1,1 +1,12 @@
-//! nsq-gateway library crate.
+//! nsq-gateway: an NSQ-compatible message broker whose wire protocols are
+//! plugins. The binary in `main.rs` only parses configuration and binds; all
+//! serving lives here so that tests drive `server::run` on port 0.
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod plugin;
+pub mod protocol;
+pub mod server;

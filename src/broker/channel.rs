@@ -1,0 +1,368 @@
+//! A channel: one copy of every message of its topic, shared out among its
+//! consumers. It holds the ready queue and the deferred heap; in-flight
+//! messages live in each `Consumer`, so FIN/REQ/TOUCH never lock the channel.
+
+use std::cmp::{Ordering as CmpOrdering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::BrokerOptions;
+use super::client::{ClientInfo, ClientStats};
+use super::consumer::Consumer;
+use super::error::BrokerError;
+use super::message::Message;
+use super::timers::{Timers, lock};
+use super::topic::Topic;
+
+pub(crate) struct Deferred {
+    due: Instant,
+    seq: u64,
+    msg: Message,
+}
+
+impl PartialEq for Deferred {
+    fn eq(&self, other: &Self) -> bool {
+        self.due == other.due && self.seq == other.seq
+    }
+}
+impl Eq for Deferred {}
+impl PartialOrd for Deferred {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deferred {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct ChannelState {
+    queue: VecDeque<Message>,
+    deferred: BinaryHeap<Reverse<Deferred>>,
+    clients: Vec<Arc<ClientInfo>>,
+    seq: u64,
+}
+
+/// A channel of a topic.
+pub struct Channel {
+    name: String,
+    topic_name: String,
+    ephemeral: bool,
+    opts: Arc<BrokerOptions>,
+    /// Used to delete an ephemeral channel when its last consumer leaves.
+    topic: Weak<Topic>,
+    /// Where deferred messages ask to be woken.
+    timers: Arc<Timers>,
+    /// Queue, deferred heap and client list. Held for a push or a pop only.
+    state: Mutex<ChannelState>,
+    /// Consumers with spare RDY wait here; publishers `notify_one`.
+    notify: Notify,
+    paused: AtomicBool,
+    /// Set when the channel is deleted; consumers then end their sessions.
+    closed: AtomicBool,
+    message_count: AtomicU64,
+    requeue_count: AtomicU64,
+    timeout_count: AtomicU64,
+    /// Sum of the consumers' in-flight counts, for stats.
+    in_flight: AtomicU64,
+}
+
+impl Channel {
+    pub(crate) fn new(
+        name: &str,
+        topic: &Arc<Topic>,
+        opts: Arc<BrokerOptions>,
+        timers: Arc<Timers>,
+    ) -> Self {
+        Channel {
+            name: name.to_owned(),
+            topic_name: topic.name().to_owned(),
+            ephemeral: super::names::is_ephemeral(name),
+            opts,
+            topic: Arc::downgrade(topic),
+            timers,
+            state: Mutex::new(ChannelState::default()),
+            notify: Notify::new(),
+            paused: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            message_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            timeout_count: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn topic_name(&self) -> &str {
+        &self.topic_name
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
+    }
+
+    /// Adds a consumer. Fails if the channel is deleted or already has
+    /// `max-channel-consumers` consumers.
+    pub fn subscribe(self: &Arc<Self>, client: Arc<ClientInfo>) -> Result<Consumer, BrokerError> {
+        {
+            let mut st = lock(&self.state);
+            if self.closed.load(Ordering::Acquire) {
+                return Err(BrokerError::Exiting);
+            }
+            let max = self.opts.max_channel_consumers;
+            if max > 0 && st.clients.len() >= max {
+                return Err(BrokerError::TooManyConsumers);
+            }
+            st.clients.push(client.clone());
+        }
+        Ok(Consumer::new(self.clone(), client, &self.opts))
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    pub fn unpause(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.wake_all();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Drops every queued and deferred message. Messages in flight stay with
+    /// their consumers, who may still FIN them.
+    pub fn empty(&self) {
+        let mut st = lock(&self.state);
+        st.queue.clear();
+        st.deferred.clear();
+    }
+
+    /// Messages ready for delivery.
+    pub fn depth(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
+    pub fn stats(&self) -> ChannelStats {
+        let (depth, deferred_count, clients) = {
+            let st = lock(&self.state);
+            (st.queue.len(), st.deferred.len(), st.clients.clone())
+        };
+        ChannelStats {
+            channel_name: self.name.clone(),
+            depth: depth as u64,
+            backend_depth: 0,
+            in_flight_count: self.in_flight.load(Ordering::Relaxed),
+            deferred_count: deferred_count as u64,
+            message_count: self.message_count.load(Ordering::Relaxed),
+            requeue_count: self.requeue_count.load(Ordering::Relaxed),
+            timeout_count: self.timeout_count.load(Ordering::Relaxed),
+            client_count: clients.len() as u64,
+            paused: self.is_paused(),
+            clients: clients.iter().map(|c| c.stats()).collect(),
+        }
+    }
+
+    /// True when `n` more messages fit in the memory queue.
+    pub(crate) fn has_room(&self, n: usize, deferred: bool) -> bool {
+        let st = lock(&self.state);
+        let used = if deferred {
+            st.deferred.len()
+        } else {
+            st.queue.len()
+        };
+        used + n <= self.opts.mem_queue_size
+    }
+
+    /// Appends published messages (the topic checked `has_room`). `due` puts
+    /// them on the deferred heap instead.
+    pub(crate) fn put_batch(
+        self: &Arc<Self>,
+        msgs: impl ExactSizeIterator<Item = Message>,
+        due: Option<Instant>,
+    ) {
+        let n = msgs.len();
+        if n == 0 {
+            return;
+        }
+        self.message_count.fetch_add(n as u64, Ordering::Relaxed);
+        match due {
+            Some(due) if due > Instant::now() => {
+                {
+                    let mut st = lock(&self.state);
+                    for msg in msgs {
+                        st.seq += 1;
+                        let seq = st.seq;
+                        st.deferred.push(Reverse(Deferred { due, seq, msg }));
+                    }
+                }
+                self.timers.schedule(due, Arc::downgrade(self));
+            }
+            _ => {
+                lock(&self.state).queue.extend(msgs);
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    /// Puts messages back for immediate redelivery (REQ 0, timeout, a consumer
+    /// leaving). Never refused, so nothing in flight is ever lost; the excess
+    /// over `mem-queue-size` is bounded by the consumers' RDY.
+    pub(crate) fn requeue_now(&self, msgs: impl IntoIterator<Item = Message>) {
+        if self.is_closed() {
+            return;
+        }
+        lock(&self.state).queue.extend(msgs);
+        self.notify.notify_one();
+    }
+
+    /// Defers one message until `due` (REQ with a delay).
+    pub(crate) fn requeue_deferred(self: &Arc<Self>, msg: Message, due: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        {
+            let mut st = lock(&self.state);
+            st.seq += 1;
+            let seq = st.seq;
+            st.deferred.push(Reverse(Deferred { due, seq, msg }));
+        }
+        self.timers.schedule(due, Arc::downgrade(self));
+    }
+
+    pub(crate) fn count_requeue(&self) {
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_timeouts(&self, n: u64) {
+        self.timeout_count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_in_flight(&self, n: u64) {
+        self.in_flight.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub_in_flight(&self, n: u64) {
+        self.in_flight.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Moves deferred messages whose time has come to the ready queue.
+    pub(crate) fn process_deferred(&self, now: Instant) {
+        let moved = {
+            let mut st = lock(&self.state);
+            let mut moved = 0;
+            while st.deferred.peek().is_some_and(|Reverse(d)| d.due <= now) {
+                if let Some(Reverse(d)) = st.deferred.pop() {
+                    st.queue.push_back(d.msg);
+                    moved += 1;
+                }
+            }
+            moved
+        };
+        if moved > 0 {
+            self.wake_all();
+        }
+    }
+
+    /// Pops up to `max_count` messages, stopping once `max_bytes` of bodies
+    /// are taken (at least one is always taken). Passes the wake-up on if
+    /// messages remain, so another waiting consumer gets them.
+    pub(crate) fn pop_batch(
+        &self,
+        max_count: usize,
+        max_bytes: usize,
+        out: &mut Vec<Message>,
+    ) -> usize {
+        let (taken, more) = {
+            let mut st = lock(&self.state);
+            let mut taken = 0;
+            let mut bytes = 0;
+            while taken < max_count && (taken == 0 || bytes < max_bytes) {
+                match st.queue.pop_front() {
+                    Some(m) => {
+                        bytes += m.body.len();
+                        out.push(m);
+                        taken += 1;
+                    }
+                    None => break,
+                }
+            }
+            (taken, !st.queue.is_empty())
+        };
+        if more {
+            self.notify.notify_one();
+        }
+        taken
+    }
+
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Wakes every waiting consumer (unpause, deferred messages due, delete).
+    fn wake_all(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Unregisters a client; returns how many remain.
+    pub(crate) fn remove_client(&self, client_id: u64) -> usize {
+        let mut st = lock(&self.state);
+        st.clients.retain(|c| c.id != client_id);
+        st.clients.len()
+    }
+
+    /// Called when the last consumer of an ephemeral channel has left.
+    pub(crate) fn release_ephemeral(&self) {
+        if let Some(topic) = self.topic.upgrade() {
+            topic.remove_ephemeral_channel(&self.name);
+        }
+    }
+
+    /// Marks the channel deleted, drops its messages and wakes its consumers
+    /// so their sessions end.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        {
+            let mut st = lock(&self.state);
+            st.queue.clear();
+            st.deferred.clear();
+        }
+        self.wake_all();
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        lock(&self.state).clients.len()
+    }
+}
+
+/// A snapshot of a channel for `/stats` and metrics (nsqd's field names).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelStats {
+    pub channel_name: String,
+    pub depth: u64,
+    pub backend_depth: u64,
+    pub in_flight_count: u64,
+    pub deferred_count: u64,
+    pub message_count: u64,
+    pub requeue_count: u64,
+    pub timeout_count: u64,
+    pub client_count: u64,
+    pub paused: bool,
+    pub clients: Vec<ClientStats>,
+}

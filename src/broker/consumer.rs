@@ -1,0 +1,268 @@
+//! One subscriber of a channel, owned by its connection task. It holds that
+//! client's RDY count and its in-flight messages with their deadlines, so
+//! FIN/REQ/TOUCH touch only connection-local state. Dropping it puts every
+//! message still in flight back on the channel.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::futures::Notified;
+use tokio::time::Instant;
+
+use super::BrokerOptions;
+use super::channel::Channel;
+use super::client::ClientInfo;
+use super::error::BrokerError;
+use super::message::{Message, MessageId};
+
+/// Hashes a message id by its last eight bytes, the fast-changing end of the
+/// counter the broker renders ids from. Only ids the broker issued are ever
+/// inserted, so a client cannot grow collisions.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(buf);
+        }
+    }
+}
+
+struct InFlight {
+    msg: Message,
+    delivered: Instant,
+    deadline: Instant,
+}
+
+/// A consumer of one channel.
+pub struct Consumer {
+    channel: Arc<Channel>,
+    client: Arc<ClientInfo>,
+    in_flight: HashMap<MessageId, InFlight, BuildHasherDefault<IdHasher>>,
+    ready: u64,
+    msg_timeout: Duration,
+    /// TOUCH never extends a message past delivery + this.
+    max_msg_timeout: Duration,
+    /// No in-flight deadline is earlier than this; the in-flight map is only
+    /// scanned when it passes, so timeouts cost nothing per message.
+    next_scan: Option<Instant>,
+}
+
+impl Consumer {
+    pub(crate) fn new(
+        channel: Arc<Channel>,
+        client: Arc<ClientInfo>,
+        opts: &BrokerOptions,
+    ) -> Self {
+        Consumer {
+            channel,
+            client,
+            in_flight: HashMap::default(),
+            ready: 0,
+            msg_timeout: opts.msg_timeout,
+            max_msg_timeout: opts.max_msg_timeout,
+            next_scan: None,
+        }
+    }
+
+    pub fn client(&self) -> &Arc<ClientInfo> {
+        &self.client
+    }
+
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.channel
+    }
+
+    /// Sets how many messages may be in flight at once (RDY).
+    pub fn set_ready(&mut self, count: u64) {
+        self.ready = count;
+        self.client.ready_count.store(count, Ordering::Relaxed);
+    }
+
+    pub fn ready(&self) -> u64 {
+        self.ready
+    }
+
+    /// Sets the in-flight timeout for messages delivered from now on.
+    pub fn set_msg_timeout(&mut self, timeout: Duration) {
+        self.msg_timeout = timeout;
+    }
+
+    /// True when RDY allows another delivery and the channel still exists.
+    /// A paused channel still counts as ready: the consumer keeps waiting and
+    /// `take_messages` returns nothing until it is unpaused.
+    pub fn is_ready(&self) -> bool {
+        (self.in_flight.len() as u64) < self.ready && !self.channel.is_closed()
+    }
+
+    /// True once the channel was deleted: the session should end.
+    pub fn is_closed(&self) -> bool {
+        self.channel.is_closed()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Resolves when the channel may have messages for this consumer.
+    pub fn wait(&self) -> Notified<'_> {
+        self.channel.notified()
+    }
+
+    /// Pops up to `max_count` messages (fewer if RDY allows fewer), stopping
+    /// once `max_bytes` of bodies are taken but always taking at least one;
+    /// marks them in flight and bumps their attempts. Returns how many were
+    /// appended to `out`.
+    pub fn take_messages(
+        &mut self,
+        max_count: usize,
+        max_bytes: usize,
+        out: &mut Vec<Message>,
+    ) -> usize {
+        if self.channel.is_paused() || !self.is_ready() {
+            return 0;
+        }
+        let room = self.ready.saturating_sub(self.in_flight.len() as u64);
+        let want = max_count.min(usize::try_from(room).unwrap_or(usize::MAX));
+        if want == 0 {
+            return 0;
+        }
+        let start = out.len();
+        let taken = self.channel.pop_batch(want, max_bytes, out);
+        if taken == 0 {
+            return 0;
+        }
+        let now = Instant::now();
+        let deadline = now + self.msg_timeout;
+        for msg in &mut out[start..] {
+            msg.attempts = msg.attempts.saturating_add(1);
+            self.in_flight.insert(
+                msg.id,
+                InFlight {
+                    msg: msg.clone(),
+                    delivered: now,
+                    deadline,
+                },
+            );
+        }
+        self.next_scan = Some(self.next_scan.map_or(deadline, |s| s.min(deadline)));
+        self.channel.add_in_flight(taken as u64);
+        self.client
+            .message_count
+            .fetch_add(taken as u64, Ordering::Relaxed);
+        self.sync_in_flight_count();
+        taken
+    }
+
+    /// Acknowledges a message (FIN).
+    pub fn finish(&mut self, id: &MessageId) -> Result<(), BrokerError> {
+        self.in_flight
+            .remove(id)
+            .ok_or(BrokerError::MessageNotInFlight)?;
+        self.channel.sub_in_flight(1);
+        self.client.finish_count.fetch_add(1, Ordering::Relaxed);
+        self.sync_in_flight_count();
+        Ok(())
+    }
+
+    /// Gives a message back (REQ), for redelivery now or after `delay`.
+    pub fn requeue(&mut self, id: &MessageId, delay: Duration) -> Result<(), BrokerError> {
+        let entry = self
+            .in_flight
+            .remove(id)
+            .ok_or(BrokerError::MessageNotInFlight)?;
+        self.channel.sub_in_flight(1);
+        self.channel.count_requeue();
+        self.client.requeue_count.fetch_add(1, Ordering::Relaxed);
+        self.sync_in_flight_count();
+        if delay.is_zero() {
+            self.channel.requeue_now([entry.msg]);
+        } else {
+            self.channel
+                .requeue_deferred(entry.msg, Instant::now() + delay);
+        }
+        Ok(())
+    }
+
+    /// Restarts a message's timeout (TOUCH), never beyond `max-msg-timeout`
+    /// after its delivery.
+    pub fn touch(&mut self, id: &MessageId) -> Result<(), BrokerError> {
+        let entry = self
+            .in_flight
+            .get_mut(id)
+            .ok_or(BrokerError::MessageNotInFlight)?;
+        let limit = entry.delivered + self.max_msg_timeout;
+        entry.deadline = (Instant::now() + self.msg_timeout).min(limit);
+        Ok(())
+    }
+
+    /// When `expire_timeouts` next has work to do, if anything is in flight.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        if self.in_flight.is_empty() {
+            None
+        } else {
+            self.next_scan
+        }
+    }
+
+    /// Requeues every message whose deadline has passed; returns how many.
+    pub fn expire_timeouts(&mut self, now: Instant) -> usize {
+        if self.next_scan.is_none_or(|s| s > now) {
+            return 0;
+        }
+        let expired: Vec<MessageId> = self
+            .in_flight
+            .iter()
+            .filter(|(_, e)| e.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut msgs = Vec::with_capacity(expired.len());
+        for id in &expired {
+            if let Some(e) = self.in_flight.remove(id) {
+                msgs.push(e.msg);
+            }
+        }
+        self.next_scan = self.in_flight.values().map(|e| e.deadline).min();
+        let n = msgs.len();
+        if n > 0 {
+            self.channel.sub_in_flight(n as u64);
+            self.channel.count_timeouts(n as u64);
+            self.channel.requeue_now(msgs);
+            self.sync_in_flight_count();
+        }
+        n
+    }
+
+    fn sync_in_flight_count(&self) {
+        self.client
+            .in_flight_count
+            .store(self.in_flight.len() as u64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let n = self.in_flight.len() as u64;
+        if n > 0 {
+            let msgs: Vec<Message> = self.in_flight.drain().map(|(_, e)| e.msg).collect();
+            self.channel.sub_in_flight(n);
+            self.channel.requeue_now(msgs);
+        }
+        self.client.in_flight_count.store(0, Ordering::Relaxed);
+        self.client.ready_count.store(0, Ordering::Relaxed);
+        let remaining = self.channel.remove_client(self.client.id);
+        if remaining == 0 && self.channel.is_ephemeral() {
+            self.channel.release_ephemeral();
+        }
+    }
+}

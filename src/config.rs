@@ -1,0 +1,400 @@
+//! The gateway's configuration: the `Config` struct with nsqd's defaults,
+//! loading from `gateway.yaml` (unknown keys and bad values are refused with
+//! the key, the place and what is allowed), and the checks run after the
+//! command-line flags have been applied.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::broker::BrokerOptions;
+use crate::plugin::PluginConfig;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Log verbosity, with nsqd's level names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+/// Every setting of the gateway. YAML keys are nsqd's config-file names;
+/// flags are the same names with dashes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub tcp_address: String,
+    pub http_address: String,
+    pub broadcast_address: String,
+    pub data_path: PathBuf,
+    pub mem_queue_size: u64,
+    pub max_msg_size: u64,
+    pub max_body_size: u64,
+    pub max_rdy_count: u64,
+    pub max_channel_consumers: u64,
+    #[serde(with = "go_duration")]
+    pub msg_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub max_msg_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub max_req_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub client_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub max_heartbeat_interval: Duration,
+    pub max_output_buffer_size: u64,
+    #[serde(with = "go_duration")]
+    pub max_output_buffer_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub min_output_buffer_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub output_buffer_timeout: Duration,
+    pub deflate: bool,
+    pub max_deflate_level: i32,
+    pub snappy: bool,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+    pub max_connections: usize,
+    #[serde(with = "go_duration")]
+    pub magic_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub shutdown_timeout: Duration,
+    pub plugins: Vec<PluginConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tcp_address: "0.0.0.0:4150".into(),
+            http_address: "0.0.0.0:4151".into(),
+            broadcast_address: default_hostname(),
+            data_path: PathBuf::from("."),
+            mem_queue_size: 10_000,
+            max_msg_size: 1_048_576,
+            max_body_size: 5_242_880,
+            max_rdy_count: 2500,
+            max_channel_consumers: 0,
+            msg_timeout: Duration::from_secs(60),
+            max_msg_timeout: Duration::from_secs(15 * 60),
+            max_req_timeout: Duration::from_secs(60 * 60),
+            client_timeout: Duration::from_secs(60),
+            max_heartbeat_interval: Duration::from_secs(60),
+            max_output_buffer_size: 65_536,
+            max_output_buffer_timeout: Duration::from_secs(30),
+            min_output_buffer_timeout: Duration::from_millis(25),
+            output_buffer_timeout: Duration::from_millis(250),
+            deflate: true,
+            max_deflate_level: 6,
+            snappy: true,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+            max_connections: 100_000,
+            magic_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            plugins: Vec::new(),
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl Config {
+    /// Parses YAML text; `origin` names the source in error messages.
+    pub fn from_yaml(text: &str, origin: &str) -> anyhow::Result<Config> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    }
+
+    /// Reads and parses a YAML file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Checks the values against each other and nsqd's ranges. `origin`
+    /// names where they came from.
+    pub fn validate(&self, origin: &str) -> anyhow::Result<()> {
+        let err = |key: &str, allowed: &str, got: &dyn fmt::Display| -> anyhow::Result<()> {
+            bail!("{origin}: invalid value {got} for `{key}`: {allowed}")
+        };
+        if self.max_msg_size == 0 || self.max_msg_size > u32::MAX as u64 {
+            err(
+                "max_msg_size",
+                "must be between 1 and 4294967295 bytes",
+                &self.max_msg_size,
+            )?;
+        }
+        if self.max_body_size < self.max_msg_size || self.max_body_size > u32::MAX as u64 {
+            err(
+                "max_body_size",
+                "must be at least max_msg_size and at most 4294967295 bytes",
+                &self.max_body_size,
+            )?;
+        }
+        if self.max_rdy_count == 0 {
+            err("max_rdy_count", "must be at least 1", &self.max_rdy_count)?;
+        }
+        if self.msg_timeout.is_zero() || self.msg_timeout > self.max_msg_timeout {
+            err(
+                "msg_timeout",
+                "must be more than 0 and at most max_msg_timeout",
+                &DurationDisplay(self.msg_timeout),
+            )?;
+        }
+        if self.max_heartbeat_interval < Duration::from_secs(1) {
+            err(
+                "max_heartbeat_interval",
+                "must be at least 1s",
+                &DurationDisplay(self.max_heartbeat_interval),
+            )?;
+        }
+        if self.min_output_buffer_timeout > self.max_output_buffer_timeout {
+            err(
+                "min_output_buffer_timeout",
+                "must not exceed max_output_buffer_timeout",
+                &DurationDisplay(self.min_output_buffer_timeout),
+            )?;
+        }
+        if !(1..=9).contains(&self.max_deflate_level) {
+            err(
+                "max_deflate_level",
+                "must be between 1 and 9",
+                &self.max_deflate_level,
+            )?;
+        }
+        if self.max_connections == 0 {
+            err(
+                "max_connections",
+                "must be at least 1",
+                &self.max_connections,
+            )?;
+        }
+        if self.magic_timeout.is_zero() {
+            err(
+                "magic_timeout",
+                "must be more than 0",
+                &DurationDisplay(self.magic_timeout),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The core's limits derived from this configuration.
+    pub fn broker_options(&self) -> BrokerOptions {
+        BrokerOptions {
+            mem_queue_size: usize::try_from(self.mem_queue_size).unwrap_or(usize::MAX),
+            msg_timeout: self.msg_timeout,
+            max_msg_timeout: self.max_msg_timeout,
+            max_channel_consumers: usize::try_from(self.max_channel_consumers)
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// Renders a duration the way Go and nsqd write them (`60s`, `250ms`, `1h0m0s`).
+pub struct DurationDisplay(pub Duration);
+
+impl fmt::Display for DurationDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        let ms = d.as_millis();
+        if ms < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+            return write!(f, "{ms}ms");
+        }
+        let secs = d.as_secs();
+        let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+        let frac = d.subsec_millis();
+        let s_text = if frac == 0 {
+            format!("{s}s")
+        } else {
+            format!("{s}.{frac:03}s")
+        };
+        if h > 0 {
+            write!(f, "{h}h{m}m{s_text}")
+        } else if m > 0 {
+            write!(f, "{m}m{s_text}")
+        } else {
+            f.write_str(&s_text)
+        }
+    }
+}
+
+/// Parses a Go duration string: a sequence of decimal numbers with units
+/// `ns`, `us`, `ms`, `s`, `m`, `h` (e.g. `60s`, `1m30s`, `250ms`, `1.5h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected a number with a unit (ns, us, ms, s, m, h), e.g. 60s or 250ms"
+        )
+    };
+    let s = text.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_end == 0 {
+            return Err(bad());
+        }
+        let value: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_end..];
+    }
+    if !total.is_finite() || total > 1e12 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Serde adapter: durations as Go strings (a bare integer is milliseconds,
+/// as nsqd's config file accepts).
+mod go_duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&DurationDisplay(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Millis(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+            Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "10", "s", "10x", "1e400h", "-1s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_render_like_go() {
+        assert_eq!(DurationDisplay(Duration::from_secs(60)).to_string(), "1m0s");
+        assert_eq!(
+            DurationDisplay(Duration::from_millis(250)).to_string(),
+            "250ms"
+        );
+        assert_eq!(
+            DurationDisplay(Duration::from_secs(3600)).to_string(),
+            "1h0m0s"
+        );
+        assert_eq!(
+            DurationDisplay(Duration::from_millis(1500)).to_string(),
+            "1.500s"
+        );
+    }
+
+    #[test]
+    fn defaults_are_nsqds_and_valid() {
+        let c = Config::default();
+        assert_eq!(c.mem_queue_size, 10_000);
+        assert_eq!(c.max_rdy_count, 2500);
+        c.validate("defaults").expect("valid");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_the_place_and_the_allowed_keys() {
+        let err = Config::from_yaml("tcp_address: \"127.0.0.1:1\"\nmem_queu_size: 5\n", "x.yaml")
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("x.yaml"), "{err}");
+        assert!(err.contains("mem_queu_size"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("mem_queue_size"), "lists allowed keys: {err}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key_and_what_is_allowed() {
+        let err = Config::from_yaml("msg_timeout: soon\n", "x.yaml")
+            .expect_err("bad duration")
+            .to_string();
+        assert!(err.contains("msg_timeout"), "{err}");
+        assert!(err.contains("e.g. 60s"), "{err}");
+        let err = Config::from_yaml("mem_queue_size: -3\n", "x.yaml")
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("mem_queue_size"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c = Config {
+            max_deflate_level: 12,
+            ..Config::default()
+        };
+        let err = c.validate("flags").expect_err("range").to_string();
+        assert!(
+            err.contains("max_deflate_level") && err.contains("between 1 and 9"),
+            "{err}"
+        );
+        let c = Config {
+            msg_timeout: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        assert!(c.validate("x").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! The TCP server: the accept loop (connection limit, backoff on transient
+//! errors), the magic read under a timeout, registry dispatch, and graceful
+//! shutdown. `main` binds the listeners; `run` serves what it is handed, so
+//! tests bind port 0 and cancel the shutdown token themselves.
+
+mod accept;
+mod connection;
+pub mod registry;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+pub use registry::{Handler, MAGIC_V2, Registry, escape_magic};
+pub use stats::{ProtocolStats, ServerStats};
+
+/// What every connection and the HTTP API share.
+pub struct Context {
+    pub broker: Broker,
+    pub config: Arc<Config>,
+    /// Cancelled on SIGINT/SIGTERM: the accept loop stops and sessions end.
+    pub shutdown: CancellationToken,
+    pub stats: Arc<ServerStats>,
+    pub registry: Arc<Registry>,
+}
+
+impl Context {
+    /// A context with a fresh broker built from `config`.
+    pub fn new(config: Config, registry: Registry) -> Arc<Context> {
+        let broker = Broker::new(config.broker_options());
+        Arc::new(Context {
+            broker,
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            stats: Arc::new(ServerStats::default()),
+            registry: Arc::new(registry),
+        })
+    }
+}
+
+/// A connection whose magic has been read, handed to its protocol.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub magic: [u8; 4],
+    /// Unique client id (shown in stats and logs).
+    pub id: u64,
+}
+
+/// The listeners `main` bound.
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub http: Option<TcpListener>,
+}
+
+/// Serves until `ctx.shutdown` is cancelled, then waits up to
+/// `shutdown_timeout` for sessions to end.
+pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    tracker.spawn(ctx.broker.clone().run_scanner(ctx.shutdown.clone()));
+    if let Some(http) = listeners.http {
+        let ctx = ctx.clone();
+        tracker.spawn(async move {
+            if let Err(e) = crate::http::serve(http, ctx).await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+    }
+    if let Ok(addr) = listeners.tcp.local_addr() {
+        info!(%addr, "TCP: listening");
+    }
+    accept::accept_loop(listeners.tcp, ctx.clone(), &tracker).await;
+    tracker.close();
+    let deadline = ctx.config.shutdown_timeout;
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = tracker.len(),
+            ?deadline,
+            "shutdown deadline passed with sessions still open; exiting anyway"
+        );
+    } else {
+        info!("all sessions closed");
+    }
+    Ok(())
+}

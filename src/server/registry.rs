@@ -1,0 +1,133 @@
+//! The handler registry: which 4-byte magic selects which protocol. `"  V2"`
+//! is built in; plugins register their magics at startup. One magic maps to
+//! one handler; several magics may share a handler.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::plugin::Plugin;
+
+/// The magic of NSQ's TCP protocol V2.
+pub const MAGIC_V2: [u8; 4] = *b"  V2";
+
+/// What serves a connection once its magic is known.
+#[derive(Clone)]
+pub enum Handler {
+    /// The native NSQ V2 protocol.
+    V2,
+    /// A WebAssembly protocol plugin.
+    Plugin(Arc<Plugin>),
+}
+
+impl Handler {
+    /// The protocol's name for logs and stats: "V2" or the plugin's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Handler::V2 => "V2",
+            Handler::Plugin(p) => p.name(),
+        }
+    }
+}
+
+/// A registration refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("magic {magic} is already registered to {owner}")]
+    Duplicate { magic: String, owner: String },
+}
+
+/// Magic → handler.
+#[derive(Clone)]
+pub struct Registry {
+    handlers: HashMap<[u8; 4], Handler>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry serving only the built-in V2 protocol.
+    pub fn new() -> Self {
+        let mut handlers = HashMap::new();
+        handlers.insert(MAGIC_V2, Handler::V2);
+        Registry { handlers }
+    }
+
+    /// Adds `magic` → `handler`. A magic already taken is refused, except
+    /// that `replace_v2` lets a plugin take over `"  V2"`.
+    pub fn register(
+        &mut self,
+        magic: [u8; 4],
+        handler: Handler,
+        replace_v2: bool,
+    ) -> Result<(), RegistryError> {
+        if let Some(existing) = self.handlers.get(&magic) {
+            let may_replace = replace_v2 && matches!(existing, Handler::V2);
+            if !may_replace {
+                return Err(RegistryError::Duplicate {
+                    magic: escape_magic(&magic),
+                    owner: existing.name().to_owned(),
+                });
+            }
+        }
+        self.handlers.insert(magic, handler);
+        Ok(())
+    }
+
+    pub fn get(&self, magic: &[u8; 4]) -> Option<&Handler> {
+        self.handlers.get(magic)
+    }
+
+    /// Every registered magic with its protocol name, sorted.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .handlers
+            .iter()
+            .map(|(m, h)| (escape_magic(m), h.name().to_owned()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Renders a magic for logs: printable ASCII as is, the rest as `\xNN`.
+pub fn escape_magic(magic: &[u8]) -> String {
+    magic.escape_ascii().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_is_built_in_and_unknown_is_absent() {
+        let r = Registry::new();
+        assert!(matches!(r.get(b"  V2"), Some(Handler::V2)));
+        assert!(r.get(b"HTTP").is_none());
+    }
+
+    #[test]
+    fn duplicate_is_refused_unless_replacing_v2() {
+        let mut r = Registry::new();
+        let err = r.register(MAGIC_V2, Handler::V2, false).expect_err("dup");
+        assert_eq!(
+            err,
+            RegistryError::Duplicate {
+                magic: "  V2".into(),
+                owner: "V2".into()
+            }
+        );
+        r.register(MAGIC_V2, Handler::V2, true).expect("override");
+    }
+
+    #[test]
+    fn magics_are_escaped_for_logs() {
+        assert_eq!(escape_magic(b"*1\r\n"), "*1\\r\\n");
+        assert_eq!(escape_magic(&[0, 0xff, b'A', b' ']), "\\x00\\xffA ");
+    }
+}
