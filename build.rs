@@ -1,0 +1,121 @@
+//! Builds the WebAssembly guest plugins under `plugins/` for `wasm32-wasip2`
+//! as part of the normal `cargo build`, and copies each component to
+//! `target/plugins/<name>.wasm`, the stable path `gateway.yaml` and the tests
+//! use. The nested cargo gets its own target dir (`target/plugins`) so it never
+//! waits on the outer build's lock.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Guest crates and the file name each component gets under target/plugins.
+const GUESTS: &[(&str, &str)] = &[
+    ("line", "line"),
+    ("test_trap", "test-trap"),
+    ("test_spin", "test-spin"),
+    ("test_hog", "test-hog"),
+    ("test_acl", "test-acl"),
+];
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
+    let plugins = root.join("plugins");
+    println!("cargo:rerun-if-changed=wit");
+    println!("cargo:rerun-if-changed=plugins");
+    println!("cargo:rerun-if-env-changed=NSQ_GATEWAY_SKIP_PLUGINS");
+    let out_dir = root.join("target").join("plugins");
+    println!(
+        "cargo:rustc-env=NSQ_GATEWAY_PLUGIN_DIR={}",
+        out_dir.display()
+    );
+    if env::var_os("NSQ_GATEWAY_SKIP_PLUGINS").is_some() {
+        return;
+    }
+
+    if let Err(e) = build(&plugins, &out_dir) {
+        // `cargo:warning` alone would let a build succeed without plugins;
+        // a panic in a build script is how it fails the build with a message.
+        panic!("\n\nbuilding the WebAssembly plugins failed: {e}\n");
+    }
+}
+
+fn build(plugins: &Path, out_dir: &Path) -> Result<(), String> {
+    if !target_installed() {
+        let added = Command::new("rustup")
+            .args(["target", "add", TARGET])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !added || !target_installed() {
+            return Err(format!(
+                "the Rust target {TARGET} is not installed and `rustup target add {TARGET}` failed.\n\
+                 Install it with:\n\n    rustup target add {TARGET}\n\n\
+                 (or set NSQ_GATEWAY_SKIP_PLUGINS=1 to build the gateway without its plugins)"
+            ));
+        }
+    }
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--release")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--manifest-path")
+        .arg(plugins.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(out_dir);
+    // The outer build's flags and wrappers target the host, not the guest.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (key, _) in env::vars() {
+        if key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_FEATURE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "`cargo build --release --target {TARGET}` in plugins/ failed ({status})"
+        ));
+    }
+    let built = out_dir.join(TARGET).join("release");
+    for (crate_file, name) in GUESTS {
+        let from = built.join(format!("{crate_file}.wasm"));
+        let to = out_dir.join(format!("{name}.wasm"));
+        // Copy only on change so the mtime (and the host's rebuilds) stay put.
+        let new = std::fs::read(&from).map_err(|e| format!("reading {}: {e}", from.display()))?;
+        if std::fs::read(&to).ok().as_deref() != Some(&new[..]) {
+            std::fs::write(&to, &new).map_err(|e| format!("writing {}: {e}", to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn target_installed() -> bool {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|sysroot| {
+            Path::new(sysroot.trim())
+                .join("lib/rustlib")
+                .join(TARGET)
+                .exists()
+        })
+        .unwrap_or(false)
+}

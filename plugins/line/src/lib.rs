@@ -1,0 +1,617 @@
+//! LINE: a human-friendly text protocol for nsq-gateway, usable with `nc`.
+//! One command per line in, one reply (or delivered message) per line out; the
+//! parser is pure (`parse`) and the event handlers only route its results to
+//! the broker imports. See plugins/README.md for the command reference.
+
+use std::cell::RefCell;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "plugin",
+});
+
+use exports::nsq::gateway::tcp_handler::Guest;
+use nsq::gateway::broker;
+use nsq::gateway::connection;
+use nsq::gateway::types::{BrokerError, ConnectInfo, Message};
+
+/// Default longest accepted line, overridable with `config.max_line_bytes`.
+const DEFAULT_MAX_LINE: usize = 1024 * 1024;
+/// Default ready count after SUB, overridable with `config.default_rdy`.
+const DEFAULT_RDY: u32 = 1;
+/// Upper bound for `RDY n`, like nsqd's `--max-rdy-count`.
+const MAX_RDY: u32 = 2500;
+
+const HELP: &str = "\
+# LINE protocol (one command per line; bodies may use \\n \\r \\t \\\\ \\xNN escapes)
+#   PUB <topic> <body...>           publish one message
+#   DPUB <topic> <delay_ms> <body>  publish, visible after delay_ms
+#   SUB <topic> <channel> [auto|manual]  subscribe (auto = FIN on delivery)
+#   RDY <n>                         how many messages may be in flight (0 pauses)
+#   FIN <id>                        acknowledge a message (manual mode)
+#   REQ <id> [delay_ms]             requeue a message (manual mode)
+#   TOUCH <id>                      reset a message's timeout
+#   STATS [topic]                   topic/channel depths
+#   PING                            answers PONG
+#   QUIT                            close the connection
+# deliveries: MSG <id> <attempts> <topic> <body>
+";
+
+/// How a subscription acknowledges deliveries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// The plugin FINs each message as soon as it is written out.
+    Auto,
+    /// The client sends FIN/REQ itself.
+    Manual,
+}
+
+/// One parsed client command, borrowing from the input line.
+#[derive(Debug, PartialEq, Eq)]
+enum Command<'a> {
+    Pub {
+        topic: &'a str,
+        body: Vec<u8>,
+    },
+    Dpub {
+        topic: &'a str,
+        delay_ms: u32,
+        body: Vec<u8>,
+    },
+    Sub {
+        topic: &'a str,
+        channel: &'a str,
+        mode: Mode,
+    },
+    Rdy(u32),
+    Fin(&'a str),
+    Req {
+        id: &'a str,
+        delay_ms: u32,
+    },
+    Touch(&'a str),
+    Stats(Option<&'a str>),
+    Ping,
+    Quit,
+    Help,
+}
+
+/// The active subscription of this connection (LINE allows one, like V2).
+struct Subscription {
+    /// Handle from `broker.subscribe`, passed to FIN/REQ/RDY.
+    handle: u32,
+    /// Topic name, echoed in each MSG line.
+    topic: String,
+    /// Whether the plugin or the client acknowledges.
+    mode: Mode,
+}
+
+/// Per-connection state: each connection has its own instance, so globals are
+/// per connection.
+struct State {
+    /// Bytes of an incomplete line carried over between `on-data` calls.
+    pending: Vec<u8>,
+    /// Longest line accepted; beyond it the connection is closed with ERR.
+    max_line: usize,
+    /// Ready count applied right after SUB.
+    default_rdy: u32,
+    /// The subscription, once SUB succeeded.
+    sub: Option<Subscription>,
+    /// Set once QUIT or a fatal error closed the connection; input is ignored.
+    closed: bool,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = const { RefCell::new(State {
+        pending: Vec::new(),
+        max_line: DEFAULT_MAX_LINE,
+        default_rdy: DEFAULT_RDY,
+        sub: None,
+        closed: false,
+    }) };
+}
+
+struct Line;
+
+impl Guest for Line {
+    fn on_connect(info: ConnectInfo) {
+        STATE.with_borrow_mut(|s| {
+            for (key, value) in &info.config {
+                match key.as_str() {
+                    "max_line_bytes" => {
+                        if let Ok(n) = value.parse::<usize>() {
+                            s.max_line = n.max(64);
+                        }
+                    }
+                    "default_rdy" => {
+                        if let Ok(n) = value.parse::<u32>() {
+                            s.default_rdy = n.min(MAX_RDY);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if info
+            .config
+            .iter()
+            .any(|(k, v)| k == "greeting" && v == "false")
+        {
+            return;
+        }
+        let _ = connection::write(b"OK LINE nsq-gateway, type HELP for commands\n");
+    }
+
+    fn on_data(data: Vec<u8>) {
+        STATE.with_borrow_mut(|s| {
+            if s.closed {
+                return;
+            }
+            let mut out = Vec::new();
+            // Process complete lines straight from `data`, carrying over only
+            // the tail, so a chunk with many lines is never copied.
+            let mut rest: &[u8] = &data;
+            if !s.pending.is_empty() {
+                match data.iter().position(|&b| b == b'\n') {
+                    Some(nl) => {
+                        let mut line = std::mem::take(&mut s.pending);
+                        line.extend_from_slice(&data[..nl]);
+                        if line.len() > s.max_line {
+                            return too_long(s, &mut out);
+                        }
+                        handle_line(s, &line, &mut out);
+                        rest = &data[nl + 1..];
+                    }
+                    None => {
+                        s.pending.extend_from_slice(&data);
+                        if s.pending.len() > s.max_line {
+                            too_long(s, &mut out);
+                        }
+                        return;
+                    }
+                }
+            }
+            while !s.closed {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(nl) => {
+                        if nl > s.max_line {
+                            return too_long(s, &mut out);
+                        }
+                        handle_line(s, &rest[..nl], &mut out);
+                        rest = &rest[nl + 1..];
+                    }
+                    None => {
+                        if rest.len() > s.max_line {
+                            return too_long(s, &mut out);
+                        }
+                        s.pending.extend_from_slice(rest);
+                        break;
+                    }
+                }
+            }
+            flush(&mut out);
+        })
+    }
+
+    fn on_messages(sub: u32, messages: Vec<Message>) {
+        STATE.with_borrow_mut(|s| {
+            let Some(subscription) = s.sub.as_ref().filter(|x| x.handle == sub) else {
+                return;
+            };
+            let mut out = Vec::with_capacity(messages.iter().map(|m| m.body.len() + 48).sum());
+            for m in &messages {
+                out.extend_from_slice(b"MSG ");
+                out.extend_from_slice(m.id.as_bytes());
+                out.extend_from_slice(format!(" {} ", m.attempts).as_bytes());
+                out.extend_from_slice(subscription.topic.as_bytes());
+                out.push(b' ');
+                escape(&m.body, &mut out);
+                out.push(b'\n');
+            }
+            if subscription.mode == Mode::Auto {
+                for m in &messages {
+                    if let Err(e) = broker::finish(sub, &m.id) {
+                        out.extend_from_slice(
+                            format!("ERR auto FIN failed: {}\n", describe(&e)).as_bytes(),
+                        );
+                    }
+                }
+            }
+            flush(&mut out);
+        })
+    }
+
+    fn on_timer() {}
+
+    fn on_close() {}
+}
+
+export!(Line);
+
+/// Writes out the accumulated replies of one event, if any.
+fn flush(out: &mut Vec<u8>) {
+    if !out.is_empty() {
+        let _ = connection::write(out);
+        out.clear();
+    }
+}
+
+/// Ends a connection whose client sent a line over the limit.
+fn too_long(s: &mut State, out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        format!("ERR line too long (max {} bytes), closing\n", s.max_line).as_bytes(),
+    );
+    flush(out);
+    s.closed = true;
+    s.pending = Vec::new();
+    connection::close();
+}
+
+/// Parses one line and runs it against the broker, appending the reply.
+fn handle_line(s: &mut State, line: &[u8], out: &mut Vec<u8>) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(|b| b.is_ascii_whitespace()) {
+        return;
+    }
+    let command = match parse(line) {
+        Ok(c) => c,
+        Err(reason) => {
+            out.extend_from_slice(format!("ERR {reason}\n").as_bytes());
+            return;
+        }
+    };
+    let reply = run(s, command);
+    match reply {
+        Ok(text) => {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        }
+        Err(reason) => out.extend_from_slice(format!("ERR {reason}\n").as_bytes()),
+    }
+}
+
+/// Executes a command; `Ok` carries the full reply line without its newline.
+fn run(s: &mut State, command: Command<'_>) -> Result<String, String> {
+    match command {
+        Command::Pub { topic, body } => {
+            broker::publish(topic, &body).map_err(|e| describe(&e))?;
+            Ok("OK".into())
+        }
+        Command::Dpub {
+            topic,
+            delay_ms,
+            body,
+        } => {
+            broker::publish_deferred(topic, &body, delay_ms).map_err(|e| describe(&e))?;
+            Ok("OK".into())
+        }
+        Command::Sub {
+            topic,
+            channel,
+            mode,
+        } => {
+            if s.sub.is_some() {
+                return Err("already subscribed (one SUB per connection)".into());
+            }
+            let handle = broker::subscribe(topic, channel).map_err(|e| describe(&e))?;
+            if s.default_rdy > 0 {
+                broker::set_ready(handle, s.default_rdy).map_err(|e| describe(&e))?;
+            }
+            s.sub = Some(Subscription {
+                handle,
+                topic: topic.to_string(),
+                mode,
+            });
+            let mode = if mode == Mode::Auto { "auto" } else { "manual" };
+            Ok(format!(
+                "OK subscribed to {topic}/{channel} ({mode}, RDY {})",
+                s.default_rdy
+            ))
+        }
+        Command::Rdy(n) => {
+            let sub = s.sub.as_ref().ok_or("RDY needs a SUB first")?;
+            if n > MAX_RDY {
+                return Err(format!("RDY {n} is over the maximum {MAX_RDY}"));
+            }
+            broker::set_ready(sub.handle, n).map_err(|e| describe(&e))?;
+            Ok("OK".into())
+        }
+        Command::Fin(id) => {
+            let sub = s.sub.as_ref().ok_or("FIN needs a SUB first")?;
+            broker::finish(sub.handle, id).map_err(|e| describe(&e))?;
+            Ok("OK".into())
+        }
+        Command::Req { id, delay_ms } => {
+            let sub = s.sub.as_ref().ok_or("REQ needs a SUB first")?;
+            broker::requeue(sub.handle, id, delay_ms).map_err(|e| describe(&e))?;
+            Ok("OK".into())
+        }
+        Command::Touch(id) => {
+            let sub = s.sub.as_ref().ok_or("TOUCH needs a SUB first")?;
+            broker::touch(sub.handle, id).map_err(|e| describe(&e))?;
+            Ok("OK".into())
+        }
+        Command::Stats(topic) => {
+            let topics = broker::stats(topic).map_err(|e| describe(&e))?;
+            let mut text = String::new();
+            for t in &topics {
+                text.push_str(&format!(
+                    "TOPIC {} depth={} messages={} paused={}\n",
+                    t.name, t.depth, t.message_count, t.paused
+                ));
+                for c in &t.channels {
+                    text.push_str(&format!(
+                        "CHANNEL {}/{} depth={} in_flight={} deferred={} clients={} paused={}\n",
+                        t.name, c.name, c.depth, c.in_flight, c.deferred, c.clients, c.paused
+                    ));
+                }
+            }
+            text.push_str(&format!("OK {} topics", topics.len()));
+            Ok(text)
+        }
+        Command::Ping => Ok("PONG".into()),
+        Command::Quit => {
+            s.closed = true;
+            connection::close();
+            Ok("BYE".into())
+        }
+        Command::Help => Ok(format!("{HELP}OK")),
+    }
+}
+
+/// Parses one line (without its newline) into a command, or a readable error.
+fn parse(line: &[u8]) -> Result<Command<'_>, String> {
+    let (verb, rest) = split_word(line);
+    let verb = std::str::from_utf8(verb).map_err(|_| "command is not UTF-8".to_string())?;
+    let verb_upper = verb.to_ascii_uppercase();
+    match verb_upper.as_str() {
+        "PUB" => {
+            let (topic, body) = split_word(rest);
+            let topic = word(topic, "PUB <topic> <body...>")?;
+            if body.is_empty() {
+                return Err("PUB needs a body: PUB <topic> <body...>".into());
+            }
+            Ok(Command::Pub {
+                topic,
+                body: unescape(body),
+            })
+        }
+        "DPUB" => {
+            let (topic, rest) = split_word(rest);
+            let (delay, body) = split_word(rest);
+            let usage = "DPUB <topic> <delay_ms> <body...>";
+            let topic = word(topic, usage)?;
+            let delay_ms = number(delay, usage)?;
+            if body.is_empty() {
+                return Err(format!("DPUB needs a body: {usage}"));
+            }
+            Ok(Command::Dpub {
+                topic,
+                delay_ms,
+                body: unescape(body),
+            })
+        }
+        "SUB" => {
+            let usage = "SUB <topic> <channel> [auto|manual]";
+            let mut words = words(rest)?;
+            let topic = words.next().ok_or_else(|| format!("usage: {usage}"))?;
+            let channel = words.next().ok_or_else(|| format!("usage: {usage}"))?;
+            let mode = match words.next().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("auto") => Mode::Auto,
+                Some("manual") => Mode::Manual,
+                Some(other) => return Err(format!("unknown mode {other:?}, usage: {usage}")),
+            };
+            no_more(words, usage)?;
+            Ok(Command::Sub {
+                topic,
+                channel,
+                mode,
+            })
+        }
+        "RDY" => {
+            let (n, extra) = split_word(rest);
+            if !extra.is_empty() {
+                return Err("usage: RDY <n>".into());
+            }
+            Ok(Command::Rdy(number(n, "RDY <n>")?))
+        }
+        "FIN" | "TOUCH" => {
+            let usage = if verb_upper == "FIN" {
+                "FIN <id>"
+            } else {
+                "TOUCH <id>"
+            };
+            let mut words = words(rest)?;
+            let id = words.next().ok_or_else(|| format!("usage: {usage}"))?;
+            no_more(words, usage)?;
+            Ok(if verb_upper == "FIN" {
+                Command::Fin(id)
+            } else {
+                Command::Touch(id)
+            })
+        }
+        "REQ" => {
+            let usage = "REQ <id> [delay_ms]";
+            let mut words = words(rest)?;
+            let id = words.next().ok_or_else(|| format!("usage: {usage}"))?;
+            let delay_ms = match words.next() {
+                Some(d) => d
+                    .parse()
+                    .map_err(|_| format!("{d:?} is not a number, usage: {usage}"))?,
+                None => 0,
+            };
+            no_more(words, usage)?;
+            Ok(Command::Req { id, delay_ms })
+        }
+        "STATS" => {
+            let mut words = words(rest)?;
+            let topic = words.next();
+            no_more(words, "STATS [topic]")?;
+            Ok(Command::Stats(topic))
+        }
+        "PING" => Ok(Command::Ping),
+        "QUIT" => Ok(Command::Quit),
+        "HELP" => Ok(Command::Help),
+        _ => Err(format!("unknown command {verb:?}, try HELP")),
+    }
+}
+
+/// Splits off the first space-separated word; the rest loses one separator.
+fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
+    let line = line.trim_ascii_start();
+    match line.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &[]),
+    }
+}
+
+/// A single required word as UTF-8.
+fn word<'a>(w: &'a [u8], usage: &str) -> Result<&'a str, String> {
+    if w.is_empty() {
+        return Err(format!("usage: {usage}"));
+    }
+    std::str::from_utf8(w).map_err(|_| "names must be UTF-8".to_string())
+}
+
+/// A required unsigned number.
+fn number(w: &[u8], usage: &str) -> Result<u32, String> {
+    let w = word(w, usage)?;
+    w.parse()
+        .map_err(|_| format!("{w:?} is not a number, usage: {usage}"))
+}
+
+/// The whitespace-separated words of the rest of a line.
+fn words(rest: &[u8]) -> Result<std::str::SplitAsciiWhitespace<'_>, String> {
+    Ok(std::str::from_utf8(rest)
+        .map_err(|_| "arguments must be UTF-8".to_string())?
+        .split_ascii_whitespace())
+}
+
+/// Rejects trailing arguments.
+fn no_more(mut words: std::str::SplitAsciiWhitespace<'_>, usage: &str) -> Result<(), String> {
+    match words.next() {
+        None => Ok(()),
+        Some(extra) => Err(format!("unexpected {extra:?}, usage: {usage}")),
+    }
+}
+
+/// Undoes `escape`: `\n \r \t \\ \xNN`; any other backslash stays literal.
+fn unescape(body: &[u8]) -> Vec<u8> {
+    if !body.contains(&b'\\') {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if b == b'\\' && i + 1 < body.len() {
+            let next = body[i + 1];
+            let simple = match next {
+                b'n' => Some(b'\n'),
+                b'r' => Some(b'\r'),
+                b't' => Some(b'\t'),
+                b'\\' => Some(b'\\'),
+                _ => None,
+            };
+            if let Some(c) = simple {
+                out.push(c);
+                i += 2;
+                continue;
+            }
+            if next == b'x' && i + 3 < body.len() {
+                let hex = std::str::from_utf8(&body[i + 2..i + 4]).ok();
+                if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+/// Makes a body safe for one line: escapes `\`, control bytes and DEL.
+fn escape(body: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in body {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f | 0x7f => {
+                out.extend_from_slice(b"\\x");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+/// A readable reason for a broker error.
+fn describe(e: &BrokerError) -> String {
+    match e {
+        BrokerError::InvalidTopicName => "invalid topic name (1-64 of a-z A-Z 0-9 . _ -)".into(),
+        BrokerError::InvalidChannelName => {
+            "invalid channel name (1-64 of a-z A-Z 0-9 . _ -)".into()
+        }
+        BrokerError::TopicNotFound => "no such topic".into(),
+        BrokerError::ChannelNotFound => "no such channel".into(),
+        BrokerError::PublishFailed(why) => format!("publish failed: {why}"),
+        BrokerError::NotInFlight => {
+            "message is not in flight (unknown id, or already FIN/REQ)".into()
+        }
+        BrokerError::TooManyConsumers => "too many consumers on this channel".into(),
+        BrokerError::Denied(why) => format!("denied: {why}"),
+        BrokerError::UnknownSubscription => "unknown subscription".into(),
+        BrokerError::InvalidArgument(why) => format!("invalid argument: {why}"),
+        BrokerError::Exiting => "the gateway is shutting down".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(
+            parse(b"PUB t hello world"),
+            Ok(Command::Pub {
+                topic: "t",
+                body: b"hello world".to_vec()
+            })
+        );
+        assert_eq!(
+            parse(b"sub t c manual"),
+            Ok(Command::Sub {
+                topic: "t",
+                channel: "c",
+                mode: Mode::Manual
+            })
+        );
+        assert_eq!(
+            parse(b"REQ 0123456789abcdef 50"),
+            Ok(Command::Req {
+                id: "0123456789abcdef",
+                delay_ms: 50
+            })
+        );
+        assert!(parse(b"PUB t").is_err());
+        assert!(parse(b"RDY x").is_err());
+        assert!(parse(b"NOPE").is_err());
+    }
+
+    #[test]
+    fn escape_round_trips() {
+        let body = b"a\\b\nc\x01\x7f d";
+        let mut out = Vec::new();
+        escape(body, &mut out);
+        assert!(!out.contains(&b'\n'));
+        assert_eq!(unescape(&out), body);
+    }
+}

@@ -1,0 +1,436 @@
+//! Host side of the WIT `broker` interface: every call checks the names
+//! against the plugin's patterns and every length against its limits, then
+//! delegates to `crate::broker`. A refused call is a WIT `broker-error`; a
+//! flood of ACL refusals beyond `limits.max_denied` traps, ending the
+//! connection.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::bindings::nsq::gateway::broker::Host;
+use super::bindings::nsq::gateway::types::{BrokerError as WitError, ChannelStats, TopicStats};
+use super::state::{Fault, HostState};
+use crate::broker::{BrokerError, Consumer, MSG_ID_LEN, MessageId};
+
+/// Longest topic or channel name nsqd accepts (plus `#ephemeral`), checked
+/// before anything is looked up.
+const MAX_NAME_LEN: usize = 64;
+
+/// A failed import: either the WIT error for the guest, or a trap.
+enum Fail {
+    Wit(WitError),
+    Trap(wasmtime::Error),
+}
+
+impl From<BrokerError> for Fail {
+    fn from(e: BrokerError) -> Self {
+        Fail::Wit(match e {
+            BrokerError::InvalidTopicName(_) => WitError::InvalidTopicName,
+            BrokerError::InvalidChannelName(_) => WitError::InvalidChannelName,
+            BrokerError::TopicNotFound => WitError::TopicNotFound,
+            BrokerError::ChannelNotFound => WitError::ChannelNotFound,
+            BrokerError::QueueFull => WitError::PublishFailed("queue full".into()),
+            BrokerError::MessageNotInFlight => WitError::NotInFlight,
+            BrokerError::TooManyConsumers => WitError::TooManyConsumers,
+            BrokerError::Exiting => WitError::Exiting,
+        })
+    }
+}
+
+impl From<WitError> for Fail {
+    fn from(e: WitError) -> Self {
+        Fail::Wit(e)
+    }
+}
+
+/// Splits a `Fail` into the two layers bindgen expects.
+fn wit<T>(r: Result<T, Fail>) -> wasmtime::Result<Result<T, WitError>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(Fail::Wit(e)) => Ok(Err(e)),
+        Err(Fail::Trap(e)) => Err(e),
+    }
+}
+
+fn invalid(why: impl Into<String>) -> Fail {
+    Fail::Wit(WitError::InvalidArgument(why.into()))
+}
+
+impl HostState {
+    /// Counts a refusal; past the limit the call traps.
+    fn deny(&mut self, what: &str, name: &str, patterns: String) -> Fail {
+        self.denied = self.denied.saturating_add(1);
+        if self.denied > self.shared.limits.max_denied {
+            self.fault = Some(Fault::DeniedFlood);
+            return Fail::Trap(wasmtime::format_err!(
+                "plugin {:?} made more than {} denied broker calls",
+                self.shared.name,
+                self.shared.limits.max_denied
+            ));
+        }
+        Fail::Wit(WitError::Denied(format!(
+            "{what} {name:?} is not allowed (limits: {patterns})"
+        )))
+    }
+
+    fn allow_topic(&mut self, topic: &str) -> Result<(), Fail> {
+        if topic.len() > MAX_NAME_LEN + "#ephemeral".len() {
+            return Err(Fail::Wit(WitError::InvalidTopicName));
+        }
+        if self.shared.topics.allows(topic) {
+            return Ok(());
+        }
+        let patterns = self.shared.topics.describe();
+        Err(self.deny("topic", topic, patterns))
+    }
+
+    fn allow_channel(&mut self, topic: &str, channel: &str) -> Result<(), Fail> {
+        self.allow_topic(topic)?;
+        if channel.len() > MAX_NAME_LEN + "#ephemeral".len() {
+            return Err(Fail::Wit(WitError::InvalidChannelName));
+        }
+        if self.shared.channels.allows(channel) {
+            return Ok(());
+        }
+        let patterns = self.shared.channels.describe();
+        Err(self.deny("channel", channel, patterns))
+    }
+
+    fn check_body(&self, body: &[u8]) -> Result<(), Fail> {
+        if body.is_empty() {
+            return Err(invalid("a message body must not be empty"));
+        }
+        if body.len() > self.shared.limits.max_msg_size {
+            return Err(Fail::Wit(WitError::PublishFailed(format!(
+                "body of {} bytes is over the limit of {}",
+                body.len(),
+                self.shared.limits.max_msg_size
+            ))));
+        }
+        Ok(())
+    }
+
+    fn delay(&self, delay_ms: u32) -> Result<Duration, Fail> {
+        let d = Duration::from_millis(u64::from(delay_ms));
+        if d > self.server.max_delay {
+            return Err(invalid(format!(
+                "delay {delay_ms} ms is over the maximum {:?}",
+                self.server.max_delay
+            )));
+        }
+        Ok(d)
+    }
+
+    fn consumer(&mut self, sub: u32) -> Result<&mut Consumer, Fail> {
+        let slot = usize::try_from(sub).ok().and_then(|i| self.subs.get_mut(i));
+        slot.and_then(Option::as_mut)
+            .ok_or(Fail::Wit(WitError::UnknownSubscription))
+    }
+
+    fn message_id(id: &str) -> Result<MessageId, Fail> {
+        if id.len() != MSG_ID_LEN {
+            return Err(invalid(format!(
+                "a message id is {MSG_ID_LEN} characters, got {}",
+                id.len()
+            )));
+        }
+        MessageId::from_slice(id.as_bytes()).ok_or_else(|| invalid("malformed message id"))
+    }
+
+    fn existing_topic(&self, topic: &str) -> Result<std::sync::Arc<crate::broker::Topic>, Fail> {
+        self.broker
+            .existing_topic(topic)
+            .ok_or(Fail::Wit(WitError::TopicNotFound))
+    }
+
+    fn existing_channel(
+        &self,
+        topic: &str,
+        channel: &str,
+    ) -> Result<std::sync::Arc<crate::broker::Channel>, Fail> {
+        self.existing_topic(topic)?
+            .existing_channel(channel)
+            .ok_or(Fail::Wit(WitError::ChannelNotFound))
+    }
+}
+
+impl Host for HostState {
+    fn publish(&mut self, topic: String, body: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.check_body(&body)?;
+            self.broker.topic(&topic)?.publish(Bytes::from(body))?;
+            Ok(())
+        })())
+    }
+
+    fn publish_many(
+        &mut self,
+        topic: String,
+        bodies: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            if bodies.is_empty() || bodies.len() > self.shared.limits.max_batch {
+                return Err(invalid(format!(
+                    "a batch holds 1..={} messages, got {}",
+                    self.shared.limits.max_batch,
+                    bodies.len()
+                )));
+            }
+            for b in &bodies {
+                self.check_body(b)?;
+            }
+            let bodies = bodies.into_iter().map(Bytes::from).collect();
+            self.broker.topic(&topic)?.publish_many(bodies)?;
+            Ok(())
+        })())
+    }
+
+    fn publish_deferred(
+        &mut self,
+        topic: String,
+        body: Vec<u8>,
+        delay_ms: u32,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.check_body(&body)?;
+            let delay = self.delay(delay_ms)?;
+            self.broker
+                .topic(&topic)?
+                .publish_deferred(Bytes::from(body), delay)?;
+            Ok(())
+        })())
+    }
+
+    fn subscribe(
+        &mut self,
+        topic: String,
+        channel: String,
+    ) -> wasmtime::Result<Result<u32, WitError>> {
+        wit((|| {
+            self.allow_channel(&topic, &channel)?;
+            let free = self.subs.iter().position(Option::is_none);
+            let live = self.subs.iter().filter(|s| s.is_some()).count();
+            if live >= self.shared.limits.max_subscriptions {
+                return Err(invalid(format!(
+                    "at most {} subscriptions per connection",
+                    self.shared.limits.max_subscriptions
+                )));
+            }
+            let consumer = self
+                .broker
+                .topic(&topic)?
+                .channel(&channel)?
+                .subscribe(self.client.clone())?;
+            let index = match free {
+                Some(i) => {
+                    self.subs[i] = Some(consumer);
+                    i
+                }
+                None => {
+                    self.subs.push(Some(consumer));
+                    self.subs.len() - 1
+                }
+            };
+            u32::try_from(index).map_err(|_| invalid("too many subscriptions"))
+        })())
+    }
+
+    fn set_ready(&mut self, sub: u32, count: u32) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            let max = self.server.max_rdy;
+            if u64::from(count) > max {
+                return Err(invalid(format!(
+                    "ready count {count} is over the maximum {max}"
+                )));
+            }
+            self.consumer(sub)?.set_ready(u64::from(count));
+            Ok(())
+        })())
+    }
+
+    fn unsubscribe(&mut self, sub: u32) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.consumer(sub)?;
+            if let Some(slot) = usize::try_from(sub).ok().and_then(|i| self.subs.get_mut(i)) {
+                // Dropping the consumer requeues whatever it has in flight.
+                *slot = None;
+            }
+            Ok(())
+        })())
+    }
+
+    fn finish(&mut self, sub: u32, id: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            let id = Self::message_id(&id)?;
+            self.consumer(sub)?.finish(&id)?;
+            Ok(())
+        })())
+    }
+
+    fn requeue(
+        &mut self,
+        sub: u32,
+        id: String,
+        delay_ms: u32,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            let id = Self::message_id(&id)?;
+            let delay = self.delay(delay_ms)?;
+            self.consumer(sub)?.requeue(&id, delay)?;
+            Ok(())
+        })())
+    }
+
+    fn touch(&mut self, sub: u32, id: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            let id = Self::message_id(&id)?;
+            self.consumer(sub)?.touch(&id)?;
+            Ok(())
+        })())
+    }
+
+    fn create_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.broker.topic(&topic)?;
+            Ok(())
+        })())
+    }
+
+    fn delete_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.broker.delete_topic(&topic)?;
+            Ok(())
+        })())
+    }
+
+    fn empty_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.existing_topic(&topic)?.empty();
+            Ok(())
+        })())
+    }
+
+    fn pause_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.existing_topic(&topic)?.pause();
+            Ok(())
+        })())
+    }
+
+    fn unpause_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_topic(&topic)?;
+            self.existing_topic(&topic)?.unpause();
+            Ok(())
+        })())
+    }
+
+    fn create_channel(
+        &mut self,
+        topic: String,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_channel(&topic, &channel)?;
+            self.broker.topic(&topic)?.channel(&channel)?;
+            Ok(())
+        })())
+    }
+
+    fn delete_channel(
+        &mut self,
+        topic: String,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_channel(&topic, &channel)?;
+            self.existing_topic(&topic)?.delete_channel(&channel)?;
+            Ok(())
+        })())
+    }
+
+    fn empty_channel(
+        &mut self,
+        topic: String,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_channel(&topic, &channel)?;
+            self.existing_channel(&topic, &channel)?.empty();
+            Ok(())
+        })())
+    }
+
+    fn pause_channel(
+        &mut self,
+        topic: String,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_channel(&topic, &channel)?;
+            self.existing_channel(&topic, &channel)?.pause();
+            Ok(())
+        })())
+    }
+
+    fn unpause_channel(
+        &mut self,
+        topic: String,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        wit((|| {
+            self.allow_channel(&topic, &channel)?;
+            self.existing_channel(&topic, &channel)?.unpause();
+            Ok(())
+        })())
+    }
+
+    fn stats(
+        &mut self,
+        topic: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<TopicStats>, WitError>> {
+        wit((|| {
+            if let Some(t) = &topic {
+                self.allow_topic(t)?;
+            }
+            let shared = &self.shared;
+            let stats = self
+                .broker
+                .stats(topic.as_deref())
+                .into_iter()
+                .filter(|t| shared.topics.allows(&t.topic_name))
+                .map(|t| TopicStats {
+                    name: t.topic_name,
+                    depth: t.depth,
+                    message_count: t.message_count,
+                    paused: t.paused,
+                    channels: t
+                        .channels
+                        .into_iter()
+                        .filter(|c| shared.channels.allows(&c.channel_name))
+                        .map(|c| ChannelStats {
+                            name: c.channel_name,
+                            depth: c.depth,
+                            in_flight: c.in_flight_count,
+                            deferred: c.deferred_count,
+                            message_count: c.message_count,
+                            requeue_count: c.requeue_count,
+                            timeout_count: c.timeout_count,
+                            clients: u32::try_from(c.client_count).unwrap_or(u32::MAX),
+                            paused: c.paused,
+                        })
+                        .collect(),
+                })
+                .collect();
+            Ok(stats)
+        })())
+    }
+}
