@@ -1,0 +1,643 @@
+//! One V2 connection: the only code in the protocol that touches the socket.
+//! A single task selects over the socket read (into a buffer that lives
+//! outside the future, so a cancelled read loses nothing), the channel's
+//! wake-up when the client is subscribed and ready, one timer for
+//! heartbeats, the client's read deadline, the output flush and in-flight
+//! timeouts, and server shutdown.
+//!
+//! Responses and errors are written at once, as nsqd does. Message frames
+//! are taken from the channel in chunks with a byte budget and buffered up
+//! to the client's output buffer size, then written as soon as the client is
+//! no longer ready or the channel has nothing more right now. Every write has
+//! a deadline, so a client that stops reading is dropped. On exit the
+//! `Consumer` is dropped, which requeues whatever was still in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::codec::{self, Limits};
+use super::command::{Command, Dpub, Fin, Mpub, Pub, Rdy, Req, Sub, Touch};
+use super::compress::{CompressError, Compressor, Decompressor};
+use super::error::{ErrorCode, ProtocolError};
+use super::identify::{self, ClientSettings, Compression, IdentifyConfig, IdentifyData};
+use crate::broker::{BrokerError, ClientInfo, ClientMeta, Consumer, Message, MessageId};
+use crate::server::{Accepted, Context};
+
+/// Why a session ended other than by the client closing cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client did not read what we wrote within the write deadline.
+    #[error("write timed out after {0:?}")]
+    WriteTimeout(Duration),
+    /// Nothing arrived from the client for two heartbeat intervals.
+    #[error("no data from client for {0:?}")]
+    ReadTimeout(Duration),
+    /// A fatal protocol error, already reported to the client.
+    #[error("fatal client error: {0}")]
+    Client(ProtocolError),
+    /// The client's compressed stream could not be decoded.
+    #[error("compressed stream: {0}")]
+    Compression(#[from] CompressError),
+}
+
+/// Messages taken from the channel per chunk.
+const TAKE_CHUNK: usize = 256;
+/// Smallest read and decompression step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Where the client is in nsqd's state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Connected; may IDENTIFY, AUTH, SUB, publish.
+    Init,
+    /// Subscribed; may RDY, FIN, REQ, TOUCH, CLS, publish.
+    Subscribed,
+    /// Sent CLS; no more deliveries, may still FIN/REQ/TOUCH.
+    Closing,
+}
+
+/// What a command asks the session to do after it ran.
+enum Outcome {
+    Continue,
+    /// Switch the streams to compression after the IDENTIFY answer.
+    Compress(Compression),
+}
+
+pub struct Session {
+    /// Server-wide state: broker, config, shutdown.
+    ctx: Arc<Context>,
+    /// The socket; only `run` and `flush` use it.
+    stream: TcpStream,
+    /// Stats and identity shared with the channel's client list.
+    client: Arc<ClientInfo>,
+    /// Codec limits from the config.
+    limits: Limits,
+    /// IDENTIFY limits and defaults from the config.
+    identify_cfg: IdentifyConfig,
+    /// Current per-client settings (defaults until IDENTIFY).
+    settings: ClientSettings,
+    state: State,
+    /// Set by SUB; dropping it requeues what is in flight.
+    consumer: Option<Consumer>,
+    /// Bytes read from the socket (compressed once compression is on).
+    rbuf: BytesMut,
+    /// Decompressed input, used only with compression.
+    plain: BytesMut,
+    /// Frames waiting to be written, uncompressed.
+    out: BytesMut,
+    /// Compressed output scratch.
+    wire: BytesMut,
+    compressor: Option<Compressor>,
+    decompressor: Option<Decompressor>,
+    /// Reused buffer for messages taken from the channel.
+    batch: Vec<Message>,
+    /// When the client last sent anything; drives the read deadline.
+    last_read: Instant,
+    /// When the next `_heartbeat_` is due.
+    next_heartbeat: Option<Instant>,
+    /// When buffered message frames must be written at the latest.
+    flush_at: Option<Instant>,
+    /// xorshift state for `sample_rate`.
+    rng: u64,
+}
+
+impl Session {
+    pub fn new(conn: Accepted, ctx: Arc<Context>) -> Self {
+        let cfg = &ctx.config;
+        let limits = Limits {
+            max_msg_size: cfg.max_msg_size,
+            max_body_size: cfg.max_body_size,
+            max_req_timeout_ms: u64::try_from(cfg.max_req_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_line: codec::DEFAULT_MAX_LINE,
+        };
+        let identify_cfg = IdentifyConfig {
+            client_timeout: cfg.client_timeout,
+            max_heartbeat_interval: cfg.max_heartbeat_interval,
+            output_buffer_timeout: cfg.output_buffer_timeout,
+            min_output_buffer_timeout: cfg.min_output_buffer_timeout,
+            max_output_buffer_timeout: cfg.max_output_buffer_timeout,
+            max_output_buffer_size: cfg.max_output_buffer_size,
+            msg_timeout: cfg.msg_timeout,
+            max_msg_timeout: cfg.max_msg_timeout,
+            max_rdy_count: cfg.max_rdy_count,
+            max_deflate_level: cfg.max_deflate_level,
+            deflate: cfg.deflate,
+            snappy: cfg.snappy,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let settings = ClientSettings::defaults(&identify_cfg);
+        let client = Arc::new(ClientInfo::new(conn.id, conn.peer, "V2"));
+        let ip = conn.peer.ip().to_string();
+        let mut meta = meta_for(&settings);
+        meta.client_id = ip.clone();
+        meta.hostname = ip;
+        client.set_meta(meta);
+        let now = Instant::now();
+        Session {
+            ctx,
+            stream: conn.stream,
+            client,
+            limits,
+            identify_cfg,
+            next_heartbeat: settings.heartbeat_interval.map(|hb| now + hb),
+            settings,
+            state: State::Init,
+            consumer: None,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            plain: BytesMut::new(),
+            out: BytesMut::with_capacity(READ_CHUNK),
+            wire: BytesMut::new(),
+            compressor: None,
+            decompressor: None,
+            batch: Vec::with_capacity(TAKE_CHUNK),
+            last_read: now,
+            flush_at: None,
+            rng: conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub async fn run(mut self) -> Result<(), SessionError> {
+        loop {
+            self.process_input().await?;
+            if self.deliver().await? {
+                return Ok(());
+            }
+
+            let deadline = self.next_deadline();
+            let wait_for_messages = self.state == State::Subscribed
+                && self.consumer.as_ref().is_some_and(Consumer::is_ready);
+            let want = self.read_hint();
+            self.rbuf.reserve(want);
+            let consumer = self.consumer.as_ref();
+            tokio::select! {
+                read = self.stream.read_buf(&mut self.rbuf) => {
+                    if read? == 0 {
+                        debug!("client closed the connection");
+                        return Ok(());
+                    }
+                    self.last_read = Instant::now();
+                }
+                _ = async {
+                    match consumer {
+                        Some(c) => c.wait().await,
+                        None => std::future::pending().await,
+                    }
+                }, if wait_for_messages => {}
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                }, if deadline.is_some() => {
+                    self.on_timer().await?;
+                }
+                _ = self.ctx.shutdown.cancelled() => {
+                    debug!("server shutting down; closing client");
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How many bytes the next read should make room for: what the codec
+    /// says the current command still needs (bounded by the limits), or a
+    /// plain chunk.
+    fn read_hint(&self) -> usize {
+        if self.decompressor.is_some() {
+            return READ_CHUNK;
+        }
+        let needed = super::command::Command::needed(&self.rbuf, &self.limits);
+        needed.saturating_sub(self.rbuf.len()).max(READ_CHUNK)
+    }
+
+    /// The earliest of the heartbeat, read deadline, flush and in-flight
+    /// timeout instants.
+    fn next_deadline(&self) -> Option<Instant> {
+        let read_deadline = self
+            .settings
+            .heartbeat_interval
+            .map(|hb| self.last_read + hb * 2);
+        [
+            self.next_heartbeat,
+            read_deadline,
+            self.flush_at,
+            self.consumer.as_ref().and_then(Consumer::next_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    async fn on_timer(&mut self) -> Result<(), SessionError> {
+        let now = Instant::now();
+        if let Some(hb) = self.settings.heartbeat_interval {
+            if now >= self.last_read + hb * 2 {
+                info!(timeout = ?(hb * 2), "client sent nothing for two heartbeat intervals; closing");
+                return Err(SessionError::ReadTimeout(hb * 2));
+            }
+            if self.next_heartbeat.is_some_and(|t| now >= t) {
+                codec::write_response(&mut self.out, b"_heartbeat_");
+                self.flush().await?;
+                self.next_heartbeat = Some(now + hb);
+            }
+        }
+        if self.flush_at.is_some_and(|t| now >= t) {
+            self.flush().await?;
+        }
+        if let Some(c) = self.consumer.as_mut() {
+            let n = c.expire_timeouts(now);
+            if n > 0 {
+                debug!(count = n, "in-flight messages timed out; requeued");
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses and runs every complete command already received, then writes
+    /// the responses in one go.
+    async fn process_input(&mut self) -> Result<(), SessionError> {
+        loop {
+            let cmd = match self.next_command() {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => break,
+                Err(SessionError::Client(e)) => return self.fail(e).await,
+                Err(e) => return Err(e),
+            };
+            match self.execute(cmd) {
+                Ok(Outcome::Continue) => {}
+                Ok(Outcome::Compress(kind)) => {
+                    // The IDENTIFY answer goes out uncompressed; from here on
+                    // both directions are compressed, and the unread bytes
+                    // already in `rbuf` are compressed input.
+                    self.flush().await?;
+                    self.compressor = Some(Compressor::new(kind));
+                    self.decompressor = Some(Decompressor::new(kind));
+                    let mut meta = self.client.meta();
+                    meta.deflate = matches!(kind, Compression::Deflate(_));
+                    meta.snappy = kind == Compression::Snappy;
+                    self.client.set_meta(meta);
+                    codec::write_response(&mut self.out, b"OK");
+                    self.flush().await?;
+                }
+                Err(e) if e.fatal => return self.fail(e).await,
+                Err(e) => {
+                    debug!(error = %e, "client error");
+                    codec::write_error(&mut self.out, &e);
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Reports a fatal error and ends the session.
+    async fn fail(&mut self, e: ProtocolError) -> Result<(), SessionError> {
+        info!(error = %e, "fatal client error; closing");
+        codec::write_error(&mut self.out, &e);
+        self.flush().await?;
+        let _ = self.stream.shutdown().await;
+        Err(SessionError::Client(e))
+    }
+
+    /// The next complete command, decompressing as much input as it needs.
+    fn next_command(&mut self) -> Result<Option<Command>, SessionError> {
+        let Some(d) = self.decompressor.as_mut() else {
+            return Command::parse(&mut self.rbuf, &self.limits).map_err(SessionError::Client);
+        };
+        loop {
+            if let Some(cmd) =
+                Command::parse(&mut self.plain, &self.limits).map_err(SessionError::Client)?
+            {
+                return Ok(Some(cmd));
+            }
+            if self.rbuf.is_empty() {
+                return Ok(None);
+            }
+            let max_out = Command::needed(&self.plain, &self.limits).max(READ_CHUNK);
+            let before = (self.rbuf.len(), self.plain.len());
+            d.decompress(&mut self.rbuf, &mut self.plain, max_out)?;
+            if (self.rbuf.len(), self.plain.len()) == before {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Runs one command. Responses go to `out`; errors come back.
+    fn execute(&mut self, cmd: Command) -> Result<Outcome, ProtocolError> {
+        match cmd {
+            Command::Nop(_) => Ok(Outcome::Continue),
+            Command::Identify(i) => self.identify(&i.data),
+            Command::Auth(_) => {
+                if self.state != State::Init {
+                    return Err(ProtocolError::invalid("cannot AUTH in current state"));
+                }
+                Err(ProtocolError::new(ErrorCode::AuthDisabled, "AUTH disabled"))
+            }
+            Command::Sub(sub) => self.sub(sub).map(|()| Outcome::Continue),
+            Command::Pub(p) => self.publish(p).map(|()| Outcome::Continue),
+            Command::Mpub(m) => self.mpub(m).map(|()| Outcome::Continue),
+            Command::Dpub(d) => self.dpub(d).map(|()| Outcome::Continue),
+            Command::Rdy(r) => self.rdy(r).map(|()| Outcome::Continue),
+            Command::Fin(f) => self.fin(f).map(|()| Outcome::Continue),
+            Command::Req(r) => self.req(r).map(|()| Outcome::Continue),
+            Command::Touch(t) => self.touch(t).map(|()| Outcome::Continue),
+            Command::Cls(_) => {
+                if self.state != State::Subscribed {
+                    return Err(ProtocolError::invalid("cannot CLS in current state"));
+                }
+                if let Some(c) = self.consumer.as_mut() {
+                    c.set_ready(0);
+                }
+                self.state = State::Closing;
+                codec::write_response(&mut self.out, b"CLOSE_WAIT");
+                Ok(Outcome::Continue)
+            }
+        }
+    }
+
+    fn identify(&mut self, data: &IdentifyData) -> Result<Outcome, ProtocolError> {
+        if self.state != State::Init || self.decompressor.is_some() {
+            return Err(ProtocolError::invalid("cannot IDENTIFY in current state"));
+        }
+        let n = identify::negotiate(data, &self.settings, &self.identify_cfg)?;
+        self.settings = n.settings;
+        self.next_heartbeat = self
+            .settings
+            .heartbeat_interval
+            .map(|hb| Instant::now() + hb);
+        let mut meta = meta_for(&self.settings);
+        meta.client_id = data.client_id.clone().unwrap_or_default();
+        meta.hostname = data.hostname.clone().unwrap_or_default();
+        meta.user_agent = data.user_agent.clone().unwrap_or_default();
+        self.client.set_meta(meta);
+        debug!(client_id = ?data.client_id, user_agent = ?data.user_agent, "IDENTIFY");
+        codec::write_response(&mut self.out, &n.response);
+        Ok(match n.compression {
+            Some(kind) => Outcome::Compress(kind),
+            None => Outcome::Continue,
+        })
+    }
+
+    fn sub(&mut self, sub: Sub) -> Result<(), ProtocolError> {
+        if self.state != State::Init {
+            return Err(ProtocolError::invalid("cannot SUB in current state"));
+        }
+        if self.settings.heartbeat_interval.is_none() {
+            return Err(ProtocolError::invalid(
+                "cannot SUB with heartbeats disabled",
+            ));
+        }
+        let sub_failed = |e: BrokerError| match e {
+            BrokerError::InvalidTopicName(_) => ProtocolError::new(
+                ErrorCode::BadTopic,
+                format!(
+                    "SUB topic name {} is not valid",
+                    super::error::go_quote(sub.topic.as_bytes())
+                ),
+            ),
+            BrokerError::InvalidChannelName(_) => ProtocolError::new(
+                ErrorCode::BadChannel,
+                format!(
+                    "SUB channel name {} is not valid",
+                    super::error::go_quote(sub.channel.as_bytes())
+                ),
+            ),
+            BrokerError::TooManyConsumers => ProtocolError::new(
+                ErrorCode::TooManyChannelConsumers,
+                format!(
+                    "channel consumers for {}:{} exceeds limit of {}",
+                    sub.topic, sub.channel, self.ctx.config.max_channel_consumers
+                ),
+            ),
+            other => ProtocolError::new(ErrorCode::SubFailed, format!("SUB failed {other}")),
+        };
+        let topic = self.ctx.broker.topic(&sub.topic).map_err(sub_failed)?;
+        let channel = topic.channel(&sub.channel).map_err(sub_failed)?;
+        let mut consumer = channel.subscribe(self.client.clone()).map_err(sub_failed)?;
+        consumer.set_msg_timeout(self.settings.msg_timeout);
+        debug!(topic = %sub.topic, channel = %sub.channel, "SUB");
+        self.consumer = Some(consumer);
+        self.state = State::Subscribed;
+        codec::write_response(&mut self.out, b"OK");
+        Ok(())
+    }
+
+    fn publish(&mut self, p: Pub) -> Result<(), ProtocolError> {
+        let topic = self
+            .ctx
+            .broker
+            .topic(&p.topic)
+            .map_err(|e| ProtocolError::new(ErrorCode::PubFailed, format!("PUB failed {e}")))?;
+        topic
+            .publish(p.body)
+            .map_err(|e| ProtocolError::new(ErrorCode::PubFailed, format!("PUB failed {e}")))?;
+        codec::write_response(&mut self.out, b"OK");
+        Ok(())
+    }
+
+    fn mpub(&mut self, m: Mpub) -> Result<(), ProtocolError> {
+        let fail =
+            |e: BrokerError| ProtocolError::new(ErrorCode::MpubFailed, format!("MPUB failed {e}"));
+        let topic = self.ctx.broker.topic(&m.topic).map_err(fail)?;
+        topic.publish_many(m.bodies).map_err(fail)?;
+        codec::write_response(&mut self.out, b"OK");
+        Ok(())
+    }
+
+    fn dpub(&mut self, d: Dpub) -> Result<(), ProtocolError> {
+        let fail =
+            |e: BrokerError| ProtocolError::new(ErrorCode::DpubFailed, format!("DPUB failed {e}"));
+        let topic = self.ctx.broker.topic(&d.topic).map_err(fail)?;
+        if d.delay_ms == 0 {
+            topic.publish(d.body).map_err(fail)?;
+        } else {
+            topic
+                .publish_deferred(d.body, Duration::from_millis(d.delay_ms))
+                .map_err(fail)?;
+        }
+        codec::write_response(&mut self.out, b"OK");
+        Ok(())
+    }
+
+    fn rdy(&mut self, r: Rdy) -> Result<(), ProtocolError> {
+        match self.state {
+            State::Closing => {
+                debug!("ignoring RDY after CLS");
+                return Ok(());
+            }
+            State::Init => return Err(ProtocolError::invalid("cannot RDY in current state")),
+            State::Subscribed => {}
+        }
+        let max = self.ctx.config.max_rdy_count;
+        if r.count > max {
+            // Fatal, as in nsqd: otherwise the client's idea of its RDY
+            // would differ from ours. Go prints the count as an int64.
+            return Err(ProtocolError::invalid(format!(
+                "RDY count {} out of range 0-{max}",
+                r.count as i64
+            )));
+        }
+        if let Some(c) = self.consumer.as_mut() {
+            c.set_ready(r.count);
+        }
+        Ok(())
+    }
+
+    /// The consumer for FIN/REQ/TOUCH, or nsqd's state error.
+    fn consumer_for(&mut self, verb: &str) -> Result<&mut Consumer, ProtocolError> {
+        match (self.state, self.consumer.as_mut()) {
+            (State::Subscribed | State::Closing, Some(c)) => Ok(c),
+            _ => Err(ProtocolError::invalid(format!(
+                "cannot {verb} in current state"
+            ))),
+        }
+    }
+
+    fn fin(&mut self, f: Fin) -> Result<(), ProtocolError> {
+        self.consumer_for("FIN")?
+            .finish(&f.id)
+            .map_err(|e| in_flight_error(ErrorCode::FinFailed, "FIN", &f.id, e))
+    }
+
+    fn req(&mut self, r: Req) -> Result<(), ProtocolError> {
+        let max = self.ctx.config.max_req_timeout;
+        let asked = Duration::from_millis(r.delay_ms);
+        let delay = if asked > max {
+            debug!(?asked, ?max, "REQ timeout out of range; clamped");
+            max
+        } else {
+            asked
+        };
+        self.consumer_for("REQ")?
+            .requeue(&r.id, delay)
+            .map_err(|e| in_flight_error(ErrorCode::ReqFailed, "REQ", &r.id, e))
+    }
+
+    fn touch(&mut self, t: Touch) -> Result<(), ProtocolError> {
+        self.consumer_for("TOUCH")?
+            .touch(&t.id)
+            .map_err(|e| in_flight_error(ErrorCode::TouchFailed, "TOUCH", &t.id, e))
+    }
+
+    /// Moves messages from the channel into `out` while the client is
+    /// ready, writing whenever the output buffer is full, and once more when
+    /// it stops (not ready, or nothing left right now). Returns true when the
+    /// channel was deleted and the session should end.
+    async fn deliver(&mut self) -> Result<bool, SessionError> {
+        if self.state != State::Subscribed {
+            return Ok(false);
+        }
+        let mut wrote = false;
+        loop {
+            let Some(consumer) = self.consumer.as_mut() else {
+                return Ok(false);
+            };
+            if consumer.is_closed() {
+                debug!("channel deleted; closing client");
+                self.flush().await?;
+                return Ok(true);
+            }
+            if !consumer.is_ready() {
+                break;
+            }
+            let budget = self
+                .settings
+                .output_buffer_size
+                .saturating_sub(self.out.len())
+                .max(1);
+            self.batch.clear();
+            let n = consumer.take_messages(TAKE_CHUNK, budget, &mut self.batch);
+            if n == 0 {
+                break;
+            }
+            for msg in self.batch.drain(..) {
+                if self.settings.sample_rate > 0 {
+                    // nsqd skips a message when rand(100) > sample_rate; the
+                    // skipped message is finished, never delivered here.
+                    self.rng ^= self.rng << 13;
+                    self.rng ^= self.rng >> 7;
+                    self.rng ^= self.rng << 17;
+                    if self.rng % 100 > u64::from(self.settings.sample_rate) {
+                        let _ = consumer.finish(&msg.id);
+                        continue;
+                    }
+                }
+                codec::write_message(&mut self.out, &msg);
+                wrote = true;
+            }
+            if self.out.len() >= self.settings.output_buffer_size {
+                self.flush().await?;
+            }
+        }
+        if wrote && !self.out.is_empty() {
+            self.flush().await?;
+        }
+        Ok(false)
+    }
+
+    /// Writes everything in `out` (compressing it if negotiated) under the
+    /// write deadline.
+    async fn flush(&mut self) -> Result<(), SessionError> {
+        self.flush_at = None;
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let timeout = self
+            .settings
+            .heartbeat_interval
+            .unwrap_or(self.ctx.config.client_timeout)
+            .max(Duration::from_secs(1));
+        let data = match self.compressor.as_mut() {
+            Some(c) => {
+                c.compress(&self.out, &mut self.wire)?;
+                self.out.clear();
+                &mut self.wire
+            }
+            None => &mut self.out,
+        };
+        let res = tokio::time::timeout(timeout, self.stream.write_all(data)).await;
+        data.clear();
+        match res {
+            Ok(r) => r.map_err(SessionError::from),
+            Err(_) => {
+                warn!(?timeout, "client stopped reading; dropping it");
+                Err(SessionError::WriteTimeout(timeout))
+            }
+        }
+    }
+}
+
+/// nsqd's `"<VERB> <id> failed <reason>"` for FIN/REQ/TOUCH; non-fatal.
+fn in_flight_error(code: ErrorCode, verb: &str, id: &MessageId, e: BrokerError) -> ProtocolError {
+    let reason = match e {
+        BrokerError::MessageNotInFlight => "ID not in flight".to_string(),
+        other => other.to_string(),
+    };
+    ProtocolError::new(code, format!("{verb} {id} failed {reason}"))
+}
+
+/// Stats metadata for the current settings.
+fn meta_for(s: &ClientSettings) -> ClientMeta {
+    let ms =
+        |d: Option<Duration>| d.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    ClientMeta {
+        sample_rate: i32::from(s.sample_rate),
+        output_buffer_size: s.output_buffer_size as i64,
+        output_buffer_timeout_ms: ms(s.output_buffer_timeout),
+        msg_timeout_ms: ms(Some(s.msg_timeout)),
+        heartbeat_interval_ms: s.heartbeat_interval.map_or(-1, |d| ms(Some(d))),
+        ..ClientMeta::default()
+    }
+}
