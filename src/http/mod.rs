@@ -1,22 +1,76 @@
 //! The nsqd 1.3-compatible HTTP API and Prometheus `/metrics`, served by axum
 //! on the same broker core as V2 and the plugins. `serve` runs the router on a
 //! listener `main` bound; `router` builds it so tests can call it without a
-//! socket.
+//! socket. Every response follows nsqd: V1 JSON errors, 404 `NOT_FOUND` for
+//! an unknown path and 405 `METHOD_NOT_ALLOWED` for a known one.
 
-use std::sync::Arc;
+mod admin;
+pub mod error;
+mod info;
+pub mod metrics;
+mod options;
+mod params;
+mod process;
+mod publish;
+mod stats;
+mod timefmt;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::server::Context;
+use error::ApiError;
+use options::RuntimeOptions;
+
+pub use metrics::to_prometheus_text;
+
+/// The version reported by `/info` and `/stats`: nsqd's API level, with this
+/// gateway's own version as semver build metadata so tools that parse it
+/// (nsqadmin) see a 1.3 node.
+pub const VERSION: &str = concat!("1.3.0+nsq-gateway.", env!("CARGO_PKG_VERSION"));
+
+/// What the handlers share.
+pub struct HttpState {
+    pub ctx: Arc<Context>,
+    /// The bound HTTP address, when serving a socket (for `/info`).
+    http_addr: Option<SocketAddr>,
+    /// Process start, seconds since the epoch (`start_time` in `/stats`).
+    start_time: f64,
+    /// Options changed by `PUT /config`. Locked only to read or replace a
+    /// value, never across `.await`.
+    runtime: Mutex<RuntimeOptions>,
+}
+
+impl HttpState {
+    fn new(ctx: Arc<Context>, http_addr: Option<SocketAddr>) -> Arc<HttpState> {
+        let start_time = process::ProcessStats::read()
+            .start_time_seconds
+            .unwrap_or_else(timefmt::now_seconds)
+            .floor();
+        Arc::new(HttpState {
+            ctx,
+            http_addr,
+            start_time,
+            runtime: Mutex::new(RuntimeOptions::default()),
+        })
+    }
+
+    fn runtime(&self) -> MutexGuard<'_, RuntimeOptions> {
+        self.runtime.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Serves the HTTP API on `listener` until `ctx.shutdown` is cancelled.
 pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyhow::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
+    let addr = listener.local_addr().ok();
+    if let Some(addr) = addr {
         tracing::info!(%addr, "HTTP: listening");
     }
     let shutdown = ctx.shutdown.clone().cancelled_owned();
-    axum::serve(listener, router(ctx))
+    axum::serve(listener, build(HttpState::new(ctx, addr)))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
@@ -24,7 +78,32 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyh
 
 /// The HTTP API's routes over `ctx`.
 pub fn router(ctx: Arc<Context>) -> Router {
+    build(HttpState::new(ctx, None))
+}
+
+fn build(state: Arc<HttpState>) -> Router {
     Router::new()
-        .route("/ping", get(|| async { "OK" }))
-        .with_state(ctx)
+        .route("/ping", get(info::ping))
+        .route("/info", get(info::info))
+        .route("/stats", get(stats::stats))
+        .route("/metrics", get(metrics::metrics))
+        .route("/pub", post(publish::pub_))
+        .route("/mpub", post(publish::mpub))
+        .route("/topic/create", post(admin::topic_create))
+        .route("/topic/delete", post(admin::topic_delete))
+        .route("/topic/empty", post(admin::topic_empty))
+        .route("/topic/pause", post(admin::topic_pause))
+        .route("/topic/unpause", post(admin::topic_unpause))
+        .route("/channel/create", post(admin::channel_create))
+        .route("/channel/delete", post(admin::channel_delete))
+        .route("/channel/empty", post(admin::channel_empty))
+        .route("/channel/pause", post(admin::channel_pause))
+        .route("/channel/unpause", post(admin::channel_unpause))
+        .route(
+            "/config/{opt}",
+            get(options::get_option).put(options::put_option),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
 }

@@ -1,0 +1,420 @@
+//! `GET /stats`: nsqd 1.3's JSON (what nsqadmin and nsq_stat read) and text
+//! formats, filtered by `topic` and `channel`, with `include_clients` and
+//! `include_mem`. On top of nsqd's fields it shows which protocol each
+//! client speaks, connections per protocol, and per-plugin counters.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::Uri;
+use serde::Serialize;
+
+use super::HttpState;
+use super::error::{ApiResult, Reply};
+use super::params::{Query, bool_param};
+use super::process::ProcessStats;
+use super::timefmt;
+use crate::broker::{ChannelStats, ClientStats, TopicStats};
+use crate::plugin::PluginStats;
+use crate::server::{Context, Handler, ProtocolStats};
+
+/// nsqd's client `state` for a subscribed client (`stateSubscribed`).
+const STATE_SUBSCRIBED: i32 = 3;
+
+/// `GET /stats`.
+pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
+    let query = Query::parse(uri.query())?;
+    let topic = query.get("topic").filter(|t| !t.is_empty());
+    let channel = query.get("channel").filter(|c| !c.is_empty());
+    let include_clients = bool_param(query.get("include_clients")).unwrap_or(true);
+    let include_mem = bool_param(query.get("include_mem")).unwrap_or(true);
+    let topics = topic_stats(&st.ctx, topic, channel, include_clients);
+    let memory = include_mem.then(Memory::read);
+    if query.get("format") != Some("json") {
+        return Ok(Reply::Text(render_text(&st, &topics, memory.as_ref())));
+    }
+    let out = StatsJson {
+        version: super::VERSION,
+        health: "OK",
+        start_time: st.start_time as i64,
+        topics: topics.iter().map(TopicJson::from).collect(),
+        memory,
+        producers: Vec::new(),
+        protocols: st.ctx.stats.protocols(),
+        plugins: plugin_stats(&st.ctx),
+    };
+    Reply::json(&out)
+}
+
+/// nsqd's `GetStats`: every topic or only `topic`; every channel or only
+/// `channel` (topics without it are left out); clients dropped unless wanted.
+pub fn topic_stats(
+    ctx: &Context,
+    topic: Option<&str>,
+    channel: Option<&str>,
+    include_clients: bool,
+) -> Vec<TopicStats> {
+    let mut out = ctx.broker.stats(topic);
+    if let Some(c) = channel {
+        out.retain_mut(|t| {
+            t.channels.retain(|ch| ch.channel_name == c);
+            !t.channels.is_empty()
+        });
+    }
+    if !include_clients {
+        for t in &mut out {
+            for ch in &mut t.channels {
+                ch.clients.clear();
+            }
+        }
+    }
+    out
+}
+
+/// Per-plugin counters, one entry per plugin however many magics it serves.
+pub fn plugin_stats(ctx: &Context) -> Vec<PluginStats> {
+    let mut out: Vec<PluginStats> = Vec::new();
+    for (magic, _) in ctx.registry.entries() {
+        let Some(bytes) = unescape_magic(&magic) else {
+            continue;
+        };
+        if let Some(Handler::Plugin(p)) = ctx.registry.get(&bytes)
+            && !out.iter().any(|s| s.name == p.name())
+        {
+            out.push(p.stats());
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Inverts `escape_magic` (Rust's `escape_ascii`); `None` if it is not 4 bytes.
+fn unescape_magic(s: &str) -> Option<[u8; 4]> {
+    let mut out = Vec::with_capacity(4);
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let (byte, used) = match *b.get(i + 1)? {
+            b't' => (b'\t', 2),
+            b'r' => (b'\r', 2),
+            b'n' => (b'\n', 2),
+            b'\\' => (b'\\', 2),
+            b'\'' => (b'\'', 2),
+            b'"' => (b'"', 2),
+            b'x' => {
+                let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
+                (u8::from_str_radix(hex, 16).ok()?, 4)
+            }
+            _ => return None,
+        };
+        out.push(byte);
+        i += used;
+    }
+    out.try_into().ok()
+}
+
+#[derive(Serialize)]
+struct StatsJson {
+    version: &'static str,
+    health: &'static str,
+    start_time: i64,
+    topics: Vec<TopicJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Memory>,
+    /// nsqd lists publishing TCP clients here; the core does not track
+    /// producers, so this is always empty.
+    producers: Vec<ClientJson>,
+    /// Extension: connections per protocol ("V2" or a plugin name).
+    protocols: Vec<ProtocolStats>,
+    /// Extension: per-plugin connections, traps and limit hits.
+    plugins: Vec<PluginStats>,
+}
+
+/// nsqd's `quantile.Result` when no percentiles are configured.
+#[derive(Serialize)]
+struct E2e {
+    count: u64,
+    percentiles: Option<Vec<()>>,
+}
+
+const NO_E2E: E2e = E2e {
+    count: 0,
+    percentiles: None,
+};
+
+#[derive(Serialize)]
+struct TopicJson {
+    topic_name: String,
+    channels: Vec<ChannelJson>,
+    depth: u64,
+    backend_depth: u64,
+    message_count: u64,
+    message_bytes: u64,
+    paused: bool,
+    e2e_processing_latency: E2e,
+}
+
+impl From<&TopicStats> for TopicJson {
+    fn from(t: &TopicStats) -> Self {
+        TopicJson {
+            topic_name: t.topic_name.clone(),
+            channels: t.channels.iter().map(ChannelJson::from).collect(),
+            depth: t.depth,
+            backend_depth: t.backend_depth,
+            message_count: t.message_count,
+            message_bytes: t.message_bytes,
+            paused: t.paused,
+            e2e_processing_latency: NO_E2E,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChannelJson {
+    channel_name: String,
+    depth: u64,
+    backend_depth: u64,
+    in_flight_count: u64,
+    deferred_count: u64,
+    message_count: u64,
+    requeue_count: u64,
+    timeout_count: u64,
+    client_count: u64,
+    clients: Vec<ClientJson>,
+    paused: bool,
+    e2e_processing_latency: E2e,
+}
+
+impl From<&ChannelStats> for ChannelJson {
+    fn from(c: &ChannelStats) -> Self {
+        ChannelJson {
+            channel_name: c.channel_name.clone(),
+            depth: c.depth,
+            backend_depth: c.backend_depth,
+            in_flight_count: c.in_flight_count,
+            deferred_count: c.deferred_count,
+            message_count: c.message_count,
+            requeue_count: c.requeue_count,
+            timeout_count: c.timeout_count,
+            client_count: c.client_count,
+            clients: c.clients.iter().map(ClientJson::from).collect(),
+            paused: c.paused,
+            e2e_processing_latency: NO_E2E,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ClientJson {
+    client_id: String,
+    hostname: String,
+    /// nsqd writes the protocol version ("V2") here; plugin clients show
+    /// the plugin's name.
+    version: String,
+    remote_address: String,
+    state: i32,
+    ready_count: u64,
+    in_flight_count: u64,
+    message_count: u64,
+    finish_count: u64,
+    requeue_count: u64,
+    connect_ts: i64,
+    sample_rate: i32,
+    deflate: bool,
+    snappy: bool,
+    user_agent: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    authed: bool,
+    tls: bool,
+    tls_cipher_suite: String,
+    tls_version: String,
+    tls_negotiated_protocol: String,
+    tls_negotiated_protocol_is_mutual: bool,
+    /// Extension: "V2" or the plugin name.
+    protocol: String,
+}
+
+impl From<&ClientStats> for ClientJson {
+    fn from(c: &ClientStats) -> Self {
+        ClientJson {
+            client_id: c.client_id.clone(),
+            hostname: c.hostname.clone(),
+            version: c.protocol.clone(),
+            remote_address: c.remote_address.clone(),
+            state: STATE_SUBSCRIBED,
+            ready_count: c.ready_count,
+            in_flight_count: c.in_flight_count,
+            message_count: c.message_count,
+            finish_count: c.finish_count,
+            requeue_count: c.requeue_count,
+            connect_ts: c.connect_ts,
+            sample_rate: c.meta.sample_rate,
+            deflate: c.meta.deflate,
+            snappy: c.meta.snappy,
+            user_agent: c.user_agent.clone(),
+            authed: c.meta.authed,
+            tls: c.meta.tls,
+            tls_cipher_suite: String::new(),
+            tls_version: String::new(),
+            tls_negotiated_protocol: String::new(),
+            tls_negotiated_protocol_is_mutual: false,
+            protocol: c.protocol.clone(),
+        }
+    }
+}
+
+/// nsqd's `memStats`. Go's heap figures have no equivalent here: the
+/// resident set size stands in for `heap_in_use_bytes`, the rest are 0.
+#[derive(Serialize)]
+struct Memory {
+    heap_objects: u64,
+    heap_idle_bytes: u64,
+    heap_in_use_bytes: u64,
+    heap_released_bytes: u64,
+    gc_pause_usec_100: u64,
+    gc_pause_usec_99: u64,
+    gc_pause_usec_95: u64,
+    next_gc_bytes: u64,
+    gc_total_runs: u32,
+}
+
+impl Memory {
+    fn read() -> Memory {
+        Memory {
+            heap_objects: 0,
+            heap_idle_bytes: 0,
+            heap_in_use_bytes: ProcessStats::read().resident_memory_bytes.unwrap_or(0),
+            heap_released_bytes: 0,
+            gc_pause_usec_100: 0,
+            gc_pause_usec_99: 0,
+            gc_pause_usec_95: 0,
+            next_gc_bytes: 0,
+            gc_total_runs: 0,
+        }
+    }
+}
+
+/// nsqd's `printStats` layout.
+fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -> String {
+    let now = timefmt::now_seconds();
+    let mut w = String::new();
+    let _ = writeln!(
+        w,
+        "nsq-gateway v{} (nsqd 1.3 compatible)",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(w, "start_time {}", timefmt::rfc3339(st.start_time as i64));
+    let _ = writeln!(
+        w,
+        "uptime {}",
+        timefmt::go_duration((now - st.start_time).max(0.0))
+    );
+    let _ = writeln!(w, "\nHealth: OK");
+    if let Some(m) = memory {
+        let _ = writeln!(w, "\nMemory:");
+        for (k, v) in [
+            ("heap_objects", m.heap_objects),
+            ("heap_idle_bytes", m.heap_idle_bytes),
+            ("heap_in_use_bytes", m.heap_in_use_bytes),
+            ("heap_released_bytes", m.heap_released_bytes),
+            ("gc_pause_usec_100", m.gc_pause_usec_100),
+            ("gc_pause_usec_99", m.gc_pause_usec_99),
+            ("gc_pause_usec_95", m.gc_pause_usec_95),
+            ("next_gc_bytes", m.next_gc_bytes),
+            ("gc_total_runs", u64::from(m.gc_total_runs)),
+        ] {
+            let _ = writeln!(w, "   {k:<25}\t{v}");
+        }
+    }
+    if topics.is_empty() {
+        let _ = writeln!(w, "\nTopics: None");
+    } else {
+        let _ = write!(w, "\nTopics:");
+    }
+    for t in topics {
+        let p = if t.paused { "*P " } else { "   " };
+        let _ = writeln!(
+            w,
+            "\n{p}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
+            t.topic_name, t.depth, t.backend_depth, t.message_count
+        );
+        for c in &t.channels {
+            let p = if c.paused { "   *P " } else { "      " };
+            let _ = writeln!(
+                w,
+                "{p}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                c.channel_name,
+                c.depth,
+                c.backend_depth,
+                c.in_flight_count,
+                c.deferred_count,
+                c.requeue_count,
+                c.timeout_count,
+                c.message_count
+            );
+            for cl in &c.clients {
+                let port = cl.remote_address.rsplit(':').next().unwrap_or("");
+                let id = format!("{}:{} {}", cl.hostname, port, cl.user_agent);
+                let connected = timefmt::go_duration((now - cl.connect_ts as f64).max(0.0).trunc());
+                let _ = writeln!(
+                    w,
+                    "        [{} {:<21}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} msgs: {:<8} connected: {}",
+                    cl.protocol,
+                    id,
+                    STATE_SUBSCRIBED,
+                    cl.in_flight_count,
+                    cl.ready_count,
+                    cl.finish_count,
+                    cl.requeue_count,
+                    cl.message_count,
+                    connected
+                );
+            }
+        }
+    }
+    let _ = writeln!(w, "\nProducers: None");
+    let protocols = st.ctx.stats.protocols();
+    if !protocols.is_empty() {
+        let _ = writeln!(w, "\nProtocols:");
+        for p in protocols {
+            let _ = writeln!(
+                w,
+                "   [{:<15}] active: {:<6} total: {}",
+                p.protocol, p.active, p.total
+            );
+        }
+    }
+    let plugins = plugin_stats(&st.ctx);
+    if !plugins.is_empty() {
+        let _ = writeln!(w, "\nPlugins:");
+        for p in plugins {
+            let _ = writeln!(
+                w,
+                "   [{:<15}] active: {:<6} connections: {:<8} traps: {:<6} limit-hits: {:<6} refused: {:<6} denied: {}",
+                p.name, p.active, p.connections, p.traps, p.limit_hits, p.refused, p.denied
+            );
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::escape_magic;
+
+    #[test]
+    fn magics_round_trip() {
+        for m in [*b"  V2", *b"*1\r\n", [0, 0xff, b'\\', b'"'], *b"STOM"] {
+            assert_eq!(unescape_magic(&escape_magic(&m)), Some(m));
+        }
+        assert_eq!(unescape_magic("abc"), None);
+        assert_eq!(unescape_magic("ab\\q1"), None);
+    }
+}
