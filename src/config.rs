@@ -302,15 +302,24 @@ mod go_duration {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Millis(u64),
+        d.deserialize_any(Visitor)
+    }
+
+    struct Visitor;
+
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration such as 60s, 250ms or 1h, or a number of milliseconds")
         }
-        match Raw::deserialize(d)? {
-            Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
-            Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_millis(v))
         }
     }
 }

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::broker::Broker;
 use crate::config::Config;
 
-pub use registry::{Handler, MAGIC_V2, Registry, escape_magic};
+pub use registry::{Handler, MAGIC_V2, Registry, build_registry, escape_magic};
 pub use stats::{ProtocolStats, ServerStats};
 
 /// What every connection and the HTTP API share.

@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use thiserror::Error;
 
+use crate::config::Config;
 use crate::plugin::Plugin;
 
 /// The magic of NSQ's TCP protocol V2.
@@ -93,6 +95,24 @@ impl Registry {
         v.sort();
         v
     }
+}
+
+/// The registry for `config`: built-in V2 plus every configured plugin,
+/// each compiled once. Refuses a bad plugin entry with a message naming it.
+pub fn build_registry(config: &Config) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new();
+    for (magics, plugin) in crate::plugin::load_plugins(&config.plugins)? {
+        let replace_v2 = config
+            .plugins
+            .iter()
+            .any(|p| p.name == plugin.name() && p.override_v2);
+        for magic in magics {
+            registry
+                .register(magic, Handler::Plugin(plugin.clone()), replace_v2)
+                .with_context(|| format!("plugin {:?}", plugin.name()))?;
+        }
+    }
+    Ok(registry)
 }
 
 /// Renders a magic for logs: printable ASCII as is, the rest as `\xNN`.

@@ -1,0 +1,364 @@
+//! Server-level tests against `server::run` on port 0 and against the real
+//! binary: magic dispatch, E_BAD_PROTOCOL, short reads, stalled clients, the
+//! connection limit, floods of bad connections, config errors, an address in
+//! use, and graceful shutdown on SIGTERM.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener as StdListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use common::{TestServer, pub_cmd, read_frame_within, read_to_close, test_config};
+
+const BAD_PROTOCOL: &[u8] = b"\x00\x00\x00\x12\x00\x00\x00\x01E_BAD_PROTOCOL";
+const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
+
+#[tokio::test]
+async fn unknown_magic_gets_exact_bad_protocol_frame_and_close() {
+    let srv = TestServer::start(test_config()).await;
+    for magic in [&b"  V1"[..], b"GET ", b"\x00\x00\x00\x00", b"\xff\xfe\r\n"] {
+        let mut s = TcpStream::connect(srv.tcp_addr).await.expect("connect");
+        s.write_all(magic).await.expect("write");
+        let got = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert_eq!(got, BAD_PROTOCOL, "magic {magic:?}");
+    }
+    assert_eq!(srv.ctx.stats.bad_protocol.load(Ordering::Relaxed), 4);
+}
+
+#[tokio::test]
+async fn v2_magic_is_served() {
+    let srv = TestServer::start(test_config()).await;
+    let mut s = srv.v2().await;
+    s.write_all(b"NOP\n").await.expect("nop");
+    s.write_all(&pub_cmd("t", b"hello")).await.expect("pub");
+    let (kind, data) = read_frame_within(&mut s, Duration::from_secs(5)).await;
+    assert_eq!((kind, data.as_slice()), (0, &b"OK"[..]));
+}
+
+#[tokio::test]
+async fn short_read_then_close_is_harmless() {
+    let srv = TestServer::start(test_config()).await;
+    for n in 0..4 {
+        let mut s = TcpStream::connect(srv.tcp_addr).await.expect("connect");
+        s.write_all(&b"  V2"[..n]).await.expect("write");
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.ctx.stats.magic_failures.load(Ordering::Relaxed) < 4 {
+        assert!(Instant::now() < deadline, "short reads were not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut s = srv.v2().await;
+    s.write_all(&pub_cmd("t", b"x")).await.expect("pub");
+    assert_eq!(
+        read_frame_within(&mut s, Duration::from_secs(5)).await.1,
+        b"OK"
+    );
+}
+
+#[tokio::test]
+async fn client_stalled_before_magic_is_dropped_after_timeout() {
+    let mut cfg = test_config();
+    cfg.magic_timeout = Duration::from_millis(300);
+    let srv = TestServer::start(cfg).await;
+    let mut s = TcpStream::connect(srv.tcp_addr).await.expect("connect");
+    s.write_all(b"  ").await.expect("write");
+    let start = Instant::now();
+    let got = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(got.is_empty(), "a stalled client gets nothing but a close");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250),
+        "closed too early: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn floods_of_garbage_and_stalled_clients_do_not_delay_v2() {
+    let srv = TestServer::start(test_config()).await;
+    let addr = srv.tcp_addr;
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"  ").await.expect("write");
+        stalled.push(s);
+    }
+    let garbage: Vec<_> = (0..1000u32)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut s = TcpStream::connect(addr).await.expect("connect");
+                let _ = s.write_all(&i.to_be_bytes()).await;
+                let mut buf = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+                buf
+            })
+        })
+        .collect();
+    // While the flood is in progress, a V2 client is answered at once.
+    let start = Instant::now();
+    let mut s = srv.v2().await;
+    s.write_all(&pub_cmd("t", b"x")).await.expect("pub");
+    assert_eq!(
+        read_frame_within(&mut s, Duration::from_secs(2)).await.1,
+        b"OK"
+    );
+    let latency = start.elapsed();
+    for g in garbage {
+        let got = g.await.expect("task");
+        // `  V2` as a big-endian u32 is 0x20205632, far above 1000, so no
+        // garbage client can have hit the V2 magic.
+        assert_eq!(got, BAD_PROTOCOL);
+    }
+    assert!(
+        latency < Duration::from_secs(1),
+        "V2 answer took {latency:?}"
+    );
+    assert_eq!(srv.ctx.stats.bad_protocol.load(Ordering::Relaxed), 1000);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn connection_limit_holds_new_clients_until_a_slot_frees() {
+    let mut cfg = test_config();
+    cfg.max_connections = 2;
+    let srv = TestServer::start(cfg).await;
+    let a = srv.v2().await;
+    let _b = srv.v2().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = srv.v2().await;
+    c.write_all(&pub_cmd("t", b"x")).await.expect("pub");
+    let early = tokio::time::timeout(Duration::from_millis(300), c.read_u32()).await;
+    assert!(early.is_err(), "third client was served beyond the limit");
+    drop(a);
+    assert_eq!(
+        read_frame_within(&mut c, Duration::from_secs(5)).await.1,
+        b"OK"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_sessions_and_run_returns_within_deadline() {
+    let mut cfg = test_config();
+    cfg.shutdown_timeout = Duration::from_secs(3);
+    let srv = TestServer::start(cfg).await;
+    let mut v2 = srv.v2().await;
+    v2.write_all(b"SUB t c\nRDY 1\n").await.expect("sub");
+    let _stalled = TcpStream::connect(srv.tcp_addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = srv.tcp_addr;
+    let start = Instant::now();
+    srv.shutdown().await.expect("run returns Ok");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+    // The session was closed and no new connection is served.
+    let _ = read_to_close(&mut v2, Duration::from_secs(2)).await;
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn write_config(text: &str) -> tempfile_path::TempPath {
+    tempfile_path::TempPath::with_contents(text)
+}
+
+/// A minimal temporary file that removes itself.
+mod tempfile_path {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        pub fn with_contents(text: &str) -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "nsq-gateway-test-{}-{}.yaml",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&p, text).expect("write config");
+            TempPath(p)
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn run_bin(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().expect("run binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_and_help_work() {
+    let (code, out, _) = run_bin(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    let (code, out, _) = run_bin(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--tcp-address",
+        "--http-address",
+        "--mem-queue-size",
+        "--max-rdy-count",
+        "--msg-timeout",
+        "--config",
+    ] {
+        assert!(out.contains(flag), "help lacks {flag}");
+    }
+}
+
+#[test]
+fn unknown_config_key_stops_startup_naming_key_place_and_allowed() {
+    let cfg = write_config("tcp_address: \"127.0.0.1:0\"\nmem_queue_sise: 10\n");
+    let path = cfg.0.to_string_lossy().into_owned();
+    let (code, _, err) = run_bin(&["--config", &path]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mem_queue_sise"), "{err}");
+    assert!(err.contains(&path), "names the file: {err}");
+    assert!(err.contains("line 2"), "names the place: {err}");
+    assert!(
+        err.contains("mem_queue_size"),
+        "lists what is allowed: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn bad_values_stop_startup() {
+    let cfg = write_config("msg_timeout: forever\n");
+    let (code, _, err) = run_bin(&["--config", &cfg.0.to_string_lossy()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("msg_timeout") && err.contains("60s"), "{err}");
+    let (code, _, err) = run_bin(&[
+        "--max-deflate-level",
+        "42",
+        "--config",
+        &cfg.0.to_string_lossy(),
+    ]);
+    assert_ne!(code, 0, "{err}");
+    let ok = write_config("");
+    let (code, _, err) = run_bin(&[
+        "--max-deflate-level",
+        "42",
+        "--config",
+        &ok.0.to_string_lossy(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("max_deflate_level") && err.contains("between 1 and 9"),
+        "{err}"
+    );
+    let (code, _, err) = run_bin(&["--config", "/nonexistent/gateway.yaml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent/gateway.yaml"), "{err}");
+}
+
+#[test]
+fn address_in_use_is_one_line_and_nonzero() {
+    let taken = StdListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let http = format!("127.0.0.1:{}", free_port());
+    let empty = write_config("");
+    let (code, _, err) = run_bin(&[
+        "--config",
+        &empty.0.to_string_lossy(),
+        "--tcp-address",
+        &addr,
+        "--http-address",
+        &http,
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&addr) && err.to_lowercase().contains("in use"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn sigterm_with_clients_connected_exits_zero_within_deadline() {
+    let tcp = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let empty = write_config("");
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            &empty.0.to_string_lossy(),
+            "--tcp-address",
+            &tcp,
+            "--http-address",
+            &http,
+            "--shutdown-timeout",
+            "3s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    let mut clients = Vec::new();
+    while clients.is_empty() {
+        match std::net::TcpStream::connect(&tcp) {
+            Ok(mut s) => {
+                use std::io::Write;
+                s.write_all(b"  V2SUB t c\nRDY 5\n").expect("write");
+                clients.push(s);
+            }
+            Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("gateway did not start: {e}"),
+        }
+    }
+    clients.push(std::net::TcpStream::connect(&tcp).expect("stalled client"));
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(6),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "exit {status:?}: {err}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        sent.elapsed()
+    );
+}
