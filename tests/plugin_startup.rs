@@ -7,8 +7,8 @@ mod plugin_support;
 
 use std::path::PathBuf;
 
-use nsq_gateway::plugin::{PluginConfig, PluginLimits, load_plugins};
-use plugin_support::{line_plugin, plugin};
+use nsq_gateway::plugin::{PluginConfig, load_plugins};
+use plugin_support::{line_plugin, plugin, small_limits};
 
 fn error_of(configs: &[PluginConfig]) -> String {
     match load_plugins(configs) {
@@ -28,7 +28,7 @@ fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
 }
 
 fn with_component(name: &str, path: PathBuf) -> PluginConfig {
-    let mut cfg = plugin(name, "line", "BADX", PluginLimits::default());
+    let mut cfg = plugin(name, "line", "BADX", small_limits());
     cfg.component = path;
     cfg
 }

@@ -23,6 +23,15 @@ pub fn component(name: &str) -> PathBuf {
     PathBuf::from(env!("NSQ_GATEWAY_PLUGIN_DIR")).join(format!("{name}.wasm"))
 }
 
+/// Test plugins keep the pooling allocator small (many engines run in one
+/// test process, each reserving slots for `max_connections`).
+pub fn small_limits() -> PluginLimits {
+    PluginLimits {
+        max_connections: 64,
+        ..PluginLimits::default()
+    }
+}
+
 pub fn plugin(name: &str, file: &str, magic: &str, limits: PluginLimits) -> PluginConfig {
     PluginConfig {
         name: name.into(),
@@ -35,7 +44,7 @@ pub fn plugin(name: &str, file: &str, magic: &str, limits: PluginLimits) -> Plug
 }
 
 pub fn line_plugin() -> PluginConfig {
-    plugin("line", "line", "LINE", PluginLimits::default())
+    plugin("line", "line", "LINE", small_limits())
 }
 
 /// A running gateway: its TCP address, context and loaded plugins.

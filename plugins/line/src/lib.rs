@@ -190,6 +190,9 @@ impl Guest for Line {
                 }
             }
             flush(&mut out);
+            if s.closed {
+                connection::close();
+            }
         })
     }
 
@@ -351,8 +354,8 @@ fn run(s: &mut State, command: Command<'_>) -> Result<String, String> {
         }
         Command::Ping => Ok("PONG".into()),
         Command::Quit => {
+            // `on_data` closes after flushing, so BYE still goes out.
             s.closed = true;
-            connection::close();
             Ok("BYE".into())
         }
         Command::Help => Ok(format!("{HELP}OK")),
