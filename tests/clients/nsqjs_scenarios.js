@@ -84,8 +84,10 @@ function publish (w, topic, msgs) {
 }
 
 function deferPublish (w, topic, msg, ms) {
+  // nsqjs 0.13's deferPublish, unlike publish, only accepts a one-element
+  // array (it then sends DPUB with that message).
   return new Promise((resolve, reject) =>
-    w.deferPublish(topic, msg, ms, (err) => (err ? reject(err) : resolve())))
+    w.deferPublish(topic, [msg], ms, (err) => (err ? reject(err) : resolve())))
 }
 
 class Collector {
