@@ -390,6 +390,32 @@ mod tests {
     }
 
     #[test]
+    fn shipped_gateway_yaml_is_valid_and_lists_every_setting() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
+        let text = std::fs::read_to_string(&path).expect("gateway.yaml");
+        let c = Config::load(&path).expect("parses");
+        c.validate("gateway.yaml").expect("valid");
+        let defaults = serde_yaml::to_value(Config::default()).expect("serialise");
+        let keys = defaults.as_mapping().expect("mapping");
+        for key in keys.keys() {
+            let key = key.as_str().expect("string key");
+            let listed = text
+                .lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key}:")));
+            assert!(listed, "gateway.yaml does not list `{key}`");
+        }
+        // Apart from the host name and the plugin list, the file's values are the defaults.
+        let mut expected = Config::default();
+        expected.broadcast_address = c.broadcast_address.clone();
+        expected.plugins = c.plugins.clone();
+        assert_eq!(
+            serde_yaml::to_string(&c).expect("yaml"),
+            serde_yaml::to_string(&expected).expect("yaml")
+        );
+        assert!(c.plugins.iter().any(|p| p.name == "line"));
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let c = Config {
             max_deflate_level: 12,
