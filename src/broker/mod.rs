@@ -7,6 +7,7 @@ mod channel;
 mod client;
 mod consumer;
 mod error;
+pub mod diskqueue;
 mod message;
 pub mod names;
 mod timers;

@@ -1,0 +1,845 @@
+//! The append-only disk queue behind one topic or channel: messages that do
+//! not fit in the memory queue are appended to numbered segment files and
+//! read back in order, with a checksum per record, an fsync policy, and a
+//! read position that survives restarts. It is synchronous and owned by one
+//! queue, because it is called under that queue's `std::sync::Mutex`.
+//!
+//! Files, for a queue named `name` in `dir` (the name is percent-encoded:
+//! every byte outside `[A-Za-z0-9._-]` becomes `%XX`, so `topic:channel` is
+//! stored as `topic%3Achannel`):
+//! - `<name>.diskqueue.<NNNNNN>.dat`: segments, rolled before a write would
+//!   take one past `max_bytes_per_file` (a single batch larger than that gets
+//!   a segment of its own). Records are described in [`record`].
+//! - `<name>.diskqueue.meta.dat`: depth and positions, see [`meta`].
+//!
+//! Guarantees. With [`SyncPolicy::Always`], `put` returns only after the
+//! record is fsynced, so an acknowledged message survives a crash. With
+//! [`SyncPolicy::Batch`], up to `sync_every` messages or `sync_timeout` of
+//! writes may be lost in a crash. Either way the read position is persisted
+//! at each sync, so after a crash the records popped since the last sync are
+//! delivered again (at least once). The write end is never taken from the
+//! metadata: every open starts a new segment after the existing ones, so a
+//! torn tail left by a crash is just a truncated record at the end of a
+//! finished segment, which the reader logs and steps over.
+
+mod meta;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::broker::Message;
+use meta::{Meta, Pos};
+use record::{Corruption, Decoded, HEADER_LEN};
+
+/// Write buffer size at which `Batch` mode hands the bytes to the OS.
+const FLUSH_AT: usize = 1 << 20;
+/// How much the reader asks the OS for at a time.
+const READ_CHUNK: usize = 256 << 10;
+
+/// When data is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every `sync_every` messages (puts plus pops) or `sync_timeout`, as nsqd.
+    Batch,
+    /// Every `put`/`put_batch` is fsynced before it returns.
+    Always,
+}
+
+/// Limits and fsync policy of a disk queue, with nsqd's defaults.
+#[derive(Debug, Clone)]
+pub struct DiskQueueOptions {
+    /// Segment size at which a new file is started.
+    pub max_bytes_per_file: u64,
+    /// Messages (put or popped) between syncs in `Batch` mode; 0 acts as 1.
+    pub sync_every: u64,
+    /// Longest time dirty data waits for a sync, via `maybe_sync`.
+    pub sync_timeout: Duration,
+    pub sync: SyncPolicy,
+    /// Largest body accepted, and the bound that tells a damaged length
+    /// prefix from a real one.
+    pub max_msg_size: u32,
+    /// Cap on the bytes of segment files; `None` means no cap. Space is
+    /// given back when a fully consumed segment is deleted.
+    pub max_total_bytes: Option<u64>,
+}
+
+impl Default for DiskQueueOptions {
+    fn default() -> Self {
+        DiskQueueOptions {
+            max_bytes_per_file: 100 * 1024 * 1024,
+            sync_every: 2500,
+            sync_timeout: Duration::from_secs(2),
+            sync: SyncPolicy::Batch,
+            max_msg_size: 1024 * 1024,
+            max_total_bytes: None,
+        }
+    }
+}
+
+/// Why a put failed. The queue stays usable after any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskQueueError {
+    #[error("message body of {size} bytes exceeds max-msg-size {max}")]
+    MessageTooLarge { size: usize, max: u32 },
+    #[error("disk queue full: {used} + {needed} bytes exceeds the cap of {limit}")]
+    Full { used: u64, needed: u64, limit: u64 },
+    #[error("disk queue I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One queue's segment files. See the module docs for the guarantees.
+pub struct DiskQueue {
+    /// The queue's name as given, for logs.
+    name: String,
+    dir: PathBuf,
+    /// `<encoded name>.diskqueue.`, the start of every file name.
+    prefix: String,
+    opts: DiskQueueOptions,
+    /// Records not yet popped. Exact unless records were skipped as
+    /// corrupt; reset to 0 whenever the reader catches up with the writer.
+    depth: u64,
+    /// Next record to pop.
+    read: Pos,
+    /// Open handle and read-ahead buffer for `read.seg`.
+    reader: Option<SegmentReader>,
+    /// Segment being appended to; always the last one.
+    write_seg: u64,
+    /// Opened lazily, so a queue that never spills creates no file.
+    write_file: Option<File>,
+    /// Bytes of `write_seg` handed to the OS; always a record boundary, and
+    /// the reader never reads past it in `write_seg`.
+    flushed: u64,
+    /// Encoded records not yet written, so `Batch` mode costs no syscall
+    /// per record.
+    write_buf: Vec<u8>,
+    /// Bytes in all segment files plus `write_buf`, for `max_total_bytes`.
+    total_bytes: u64,
+    /// Bytes were written to `write_file` since its last fsync.
+    data_unsynced: bool,
+    /// Depth or a position changed since the metadata was last written.
+    meta_dirty: bool,
+    /// Puts and pops since the last sync, against `sync_every`.
+    since_sync: u64,
+    last_sync: Instant,
+    /// fsync calls made, for tests and stats.
+    fsyncs: u64,
+    /// Test hook: the number of bytes that may still be written before a
+    /// write fails (after writing that many, like a short write).
+    fail_after: Option<u64>,
+    /// Set by `delete` so that `Drop` does not write the files back.
+    closed: bool,
+}
+
+impl DiskQueue {
+    /// Opens (creating `dir` if needed) the queue `name`, resuming from its
+    /// files: the read position comes from the metadata, the depth from the
+    /// metadata plus a count of the records written after its last sync.
+    pub fn open(dir: &Path, name: &str, opts: DiskQueueOptions) -> io::Result<DiskQueue> {
+        if name.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty disk queue name",
+            ));
+        }
+        fs::create_dir_all(dir)?;
+        let prefix = format!("{}.diskqueue.", encode_name(name));
+        let segs = list_segments(dir, &prefix)?;
+        let total_bytes = segs.iter().map(|&(_, len)| len).sum();
+        let meta_path = dir.join(format!("{prefix}meta.dat"));
+        let meta = match meta::read(&meta_path) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(queue = name, error = %e, "disk queue metadata unreadable; reading from the oldest segment");
+                None
+            }
+        };
+        // Never append to a segment that existed before: its tail may be torn.
+        let write_seg = match (segs.last(), meta) {
+            (Some(&(n, 0)), _) => n,
+            (Some(&(n, _)), _) => n + 1,
+            (None, Some(m)) => m.write.seg + 1,
+            (None, None) => 0,
+        };
+        let first_from = |seg: u64| {
+            segs.iter()
+                .map(|&(n, _)| n)
+                .find(|&n| n >= seg)
+                .unwrap_or(write_seg)
+        };
+        let read = match meta {
+            Some(m) if segs.iter().any(|&(n, _)| n == m.read.seg) => m.read,
+            Some(m) => Pos {
+                seg: first_from(m.read.seg),
+                off: 0,
+            },
+            None => Pos {
+                seg: first_from(0),
+                off: 0,
+            },
+        };
+        let mut q = DiskQueue {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            prefix,
+            opts,
+            depth: 0,
+            read,
+            reader: None,
+            write_seg,
+            write_file: None,
+            flushed: 0,
+            write_buf: Vec::new(),
+            total_bytes,
+            data_unsynced: false,
+            meta_dirty: false,
+            since_sync: 0,
+            last_sync: Instant::now(),
+            fsyncs: 0,
+            fail_after: None,
+            closed: false,
+        };
+        // Depth: trust the metadata up to its durable write end, count after.
+        // A metadata write end past the file's length means the file lost
+        // data after that sync (a torn tail): count everything instead.
+        let durable = |m: &Meta| match segs.iter().find(|&&(n, _)| n == m.write.seg) {
+            Some(&(_, len)) => len >= m.write.off,
+            None => m.write.off == 0,
+        };
+        let (base, from) = match meta {
+            Some(m) if m.write >= read && m.read == read && durable(&m) => (m.depth, m.write),
+            _ => (0, read),
+        };
+        q.depth = base + q.count_from(from)?;
+        Ok(q)
+    }
+
+    /// Appends one message. See `put_batch`.
+    pub fn put(&mut self, msg: &Message) -> Result<(), DiskQueueError> {
+        self.put_batch(std::slice::from_ref(msg))
+    }
+
+    /// Appends `msgs` as one unit: all or none are accepted. In `Always` mode
+    /// this is one write and one fsync. On an error nothing of the batch is
+    /// kept and the queue stays usable.
+    pub fn put_batch(&mut self, msgs: &[Message]) -> Result<(), DiskQueueError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = 0u64;
+        for m in msgs {
+            if m.body.len() > self.opts.max_msg_size as usize {
+                return Err(DiskQueueError::MessageTooLarge {
+                    size: m.body.len(),
+                    max: self.opts.max_msg_size,
+                });
+            }
+            bytes += record::encoded_len(m.body.len()) as u64;
+        }
+        if let Some(limit) = self.opts.max_total_bytes
+            && self.total_bytes + bytes > limit
+        {
+            return Err(DiskQueueError::Full {
+                used: self.total_bytes,
+                needed: bytes,
+                limit,
+            });
+        }
+        let end = self.write_end();
+        if end > 0 && end + bytes > self.opts.max_bytes_per_file {
+            self.roll()?;
+        }
+        let mark = self.write_buf.len();
+        for m in msgs {
+            record::encode(m, &mut self.write_buf);
+        }
+        let always = self.opts.sync == SyncPolicy::Always;
+        if always || self.write_buf.len() >= FLUSH_AT {
+            self.commit(mark, always)?;
+        }
+        self.total_bytes += bytes;
+        self.depth += msgs.len() as u64;
+        self.meta_dirty = true;
+        self.count_ops(msgs.len() as u64);
+        Ok(())
+    }
+
+    /// The next message, or `None` when the queue is empty. Corrupt and
+    /// truncated records are logged and skipped. An I/O error is logged and
+    /// reported as `None`; the next call tries again.
+    pub fn pop(&mut self) -> Option<Message> {
+        loop {
+            let at_write_seg = self.read.seg == self.write_seg;
+            if at_write_seg && self.read.off >= self.write_end() {
+                if self.depth != 0 {
+                    self.depth = 0;
+                    self.meta_dirty = true;
+                }
+                return None;
+            }
+            let limit = if at_write_seg {
+                if self.read.off >= self.flushed
+                    && let Err(e) = self.commit(self.write_buf.len(), false)
+                {
+                    tracing::warn!(queue = %self.name, error = %e, "disk queue flush for reading failed");
+                    return None;
+                }
+                self.flushed
+            } else {
+                u64::MAX
+            };
+            let (off, max) = (self.read.off, self.opts.max_msg_size);
+            let step = match self.reader_for(self.read.seg) {
+                Ok(Some(r)) => r.next(off, limit, max).and_then(|step| match step {
+                    Step::Corrupt(why, None) => r
+                        .resync(off, why, limit, max)
+                        .map(|next| Step::Corrupt(why, Some(next))),
+                    other => Ok(other),
+                }),
+                Ok(None) => {
+                    // A missing file before the write segment: nothing left there.
+                    self.finish_read_segment(false);
+                    continue;
+                }
+                Err(e) => Err(e),
+            };
+            match step {
+                Ok(Step::Record(msg, len)) => {
+                    self.read.off += len as u64;
+                    self.depth = self.depth.saturating_sub(1);
+                    self.meta_dirty = true;
+                    self.count_ops(1);
+                    return Some(msg);
+                }
+                Ok(Step::End) if at_write_seg => {
+                    // Cannot happen: `flushed` is a record boundary past `read`.
+                    self.read.off = limit;
+                }
+                Ok(Step::End) => self.finish_read_segment(true),
+                Ok(Step::Truncated { have }) => {
+                    tracing::warn!(queue = %self.name, seg = self.read.seg, off, bytes = have, "disk queue record truncated; skipping the rest of the segment");
+                    self.depth = self.depth.saturating_sub(1);
+                    if at_write_seg {
+                        self.read.off = limit;
+                    } else {
+                        self.finish_read_segment(true);
+                    }
+                }
+                Ok(Step::Corrupt(why, next)) => {
+                    // `next` is always set by the resync above.
+                    let next = next.unwrap_or(off + 1);
+                    tracing::warn!(queue = %self.name, seg = self.read.seg, off, ?why, skipped = next - off, "disk queue record corrupt; skipped");
+                    self.read.off = next;
+                    self.depth = self.depth.saturating_sub(1);
+                    self.meta_dirty = true;
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %self.name, seg = self.read.seg, error = %e, "disk queue read failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Messages waiting.
+    pub fn depth(&self) -> u64 {
+        self.depth
+    }
+
+    /// Writes out the buffer, fsyncs the data and writes the metadata.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if !self.write_buf.is_empty() {
+            self.commit(self.write_buf.len(), true)?;
+        } else if self.data_unsynced {
+            if let Some(f) = &self.write_file {
+                f.sync_data()?;
+                self.fsyncs += 1;
+            }
+            self.data_unsynced = false;
+        }
+        if self.meta_dirty {
+            let m = Meta {
+                depth: self.depth,
+                read: self.read,
+                write: Pos {
+                    seg: self.write_seg,
+                    off: self.flushed,
+                },
+            };
+            meta::write(&self.meta_path(), &self.meta_tmp_path(), &m)?;
+            self.fsyncs += 1;
+            self.meta_dirty = false;
+        }
+        self.since_sync = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Syncs if anything is dirty and `sync_timeout` has passed since the
+    /// last sync. The broker calls this periodically.
+    pub fn maybe_sync(&mut self, now: Instant) -> io::Result<()> {
+        let dirty = self.since_sync > 0
+            || !self.write_buf.is_empty()
+            || self.data_unsynced
+            || self.meta_dirty;
+        if dirty && now.saturating_duration_since(self.last_sync) >= self.opts.sync_timeout {
+            self.sync()?;
+            self.last_sync = now;
+        }
+        Ok(())
+    }
+
+    /// Drops every message and deletes the segment files.
+    pub fn empty(&mut self) -> io::Result<()> {
+        self.reader = None;
+        self.write_file = None;
+        self.write_buf.clear();
+        self.remove_segments()?;
+        self.write_seg += 1;
+        self.flushed = 0;
+        self.read = Pos {
+            seg: self.write_seg,
+            off: 0,
+        };
+        self.depth = 0;
+        self.total_bytes = 0;
+        self.data_unsynced = false;
+        self.meta_dirty = true;
+        self.sync()
+    }
+
+    /// Removes every file of the queue (its topic or channel was deleted).
+    pub fn delete(mut self) -> io::Result<()> {
+        self.closed = true;
+        self.reader = None;
+        self.write_file = None;
+        self.remove_segments()?;
+        for p in [self.meta_path(), self.meta_tmp_path()] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes held in segment files (and not yet written), against the cap.
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// fsync calls made so far (data and metadata).
+    #[doc(hidden)]
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs
+    }
+
+    /// Test hook: after `n` more bytes are written to segment files, the
+    /// next write fails (having written up to `n` bytes, like a short write
+    /// on a full disk). One-shot.
+    #[doc(hidden)]
+    pub fn inject_write_error_after(&mut self, n: u64) {
+        self.fail_after = Some(n);
+    }
+
+    /// Logical end of `write_seg`, buffered bytes included.
+    fn write_end(&self) -> u64 {
+        self.flushed + self.write_buf.len() as u64
+    }
+
+    fn seg_path(&self, seg: u64) -> PathBuf {
+        self.dir.join(format!("{}{seg:06}.dat", self.prefix))
+    }
+
+    fn meta_path(&self) -> PathBuf {
+        self.dir.join(format!("{}meta.dat", self.prefix))
+    }
+
+    fn meta_tmp_path(&self) -> PathBuf {
+        self.dir.join(format!("{}meta.dat.tmp", self.prefix))
+    }
+
+    /// Counts puts and pops toward `sync_every` and syncs when it is reached.
+    fn count_ops(&mut self, n: u64) {
+        self.since_sync += n;
+        if self.since_sync >= self.opts.sync_every.max(1)
+            && let Err(e) = self.sync()
+        {
+            tracing::warn!(queue = %self.name, error = %e, "disk queue sync failed");
+        }
+    }
+
+    /// Writes `write_buf` at `flushed` (and fsyncs it if `fsync`). On failure
+    /// the file is cut back to `flushed` and the buffer to `keep` bytes (the
+    /// records of the failing batch are dropped, older ones kept for the next
+    /// attempt). If the file cannot be cut back, the segment is abandoned
+    /// (the reader will skip its torn tail) and writing goes on in a new one.
+    fn commit(&mut self, keep: usize, fsync: bool) -> io::Result<()> {
+        if self.write_buf.is_empty() && !fsync {
+            return Ok(());
+        }
+        if self.write_file.is_none() {
+            let path = self.seg_path(self.write_seg);
+            let opened = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(path)
+                // Make the new file's directory entry durable: Always mode
+                // promises that an acknowledged record survives power loss.
+                .and_then(|f| File::open(&self.dir)?.sync_all().map(|()| f));
+            match opened {
+                Ok(f) => {
+                    self.fsyncs += 1;
+                    self.write_file = Some(f);
+                }
+                Err(e) => {
+                    self.write_buf.truncate(keep);
+                    return Err(e);
+                }
+            }
+        }
+        let Some(file) = &self.write_file else {
+            return Err(io::Error::other("write segment not open"));
+        };
+        let start = self.flushed;
+        let mut result = write_at_with_fault(file, &self.write_buf, start, &mut self.fail_after);
+        if result.is_ok() && fsync {
+            result = file.sync_data();
+            self.fsyncs += 1;
+        }
+        match result {
+            Ok(()) => {
+                self.flushed += self.write_buf.len() as u64;
+                self.write_buf.clear();
+                self.data_unsynced = !fsync;
+                Ok(())
+            }
+            Err(e) => {
+                self.write_buf.truncate(keep);
+                if let Err(cut) = file.set_len(start) {
+                    tracing::warn!(queue = %self.name, seg = self.write_seg, error = %cut, "cannot cut back a failed write; abandoning the segment");
+                    self.write_file = None;
+                    self.write_seg += 1;
+                    self.flushed = 0;
+                    self.data_unsynced = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Finishes `write_seg` (written out and fsynced) and starts the next.
+    fn roll(&mut self) -> io::Result<()> {
+        if !self.write_buf.is_empty() || self.data_unsynced {
+            self.commit(self.write_buf.len(), true)?;
+        }
+        self.write_file = None;
+        self.write_seg += 1;
+        self.flushed = 0;
+        self.data_unsynced = false;
+        self.meta_dirty = true;
+        Ok(())
+    }
+
+    /// The reader for `seg`, opening it if needed; `None` if the file is gone.
+    fn reader_for(&mut self, seg: u64) -> io::Result<Option<&mut SegmentReader>> {
+        if self.reader.as_ref().is_none_or(|r| r.seg != seg) {
+            self.reader = None;
+            match File::open(self.seg_path(seg)) {
+                Ok(file) => self.reader = Some(SegmentReader::new(seg, file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.reader.as_mut())
+    }
+
+    /// Moves the read position to the next segment, persists it, and
+    /// deletes the consumed file (`delete`) so its space is given back.
+    fn finish_read_segment(&mut self, delete: bool) {
+        let done = self.read.seg;
+        self.reader = None;
+        self.read = Pos {
+            seg: done + 1,
+            off: 0,
+        };
+        self.meta_dirty = true;
+        if let Err(e) = self.sync() {
+            tracing::warn!(queue = %self.name, error = %e, "disk queue sync failed");
+        }
+        if !delete {
+            return;
+        }
+        let path = self.seg_path(done);
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match fs::remove_file(&path) {
+            Ok(()) => self.total_bytes = self.total_bytes.saturating_sub(len),
+            Err(e) => {
+                tracing::warn!(queue = %self.name, seg = done, error = %e, "cannot delete consumed segment")
+            }
+        }
+    }
+
+    /// Records from `from` to the end of the segments before `write_seg`.
+    fn count_from(&self, from: Pos) -> io::Result<u64> {
+        let mut count = 0;
+        for (seg, _) in list_segments(&self.dir, &self.prefix)? {
+            if seg < from.seg || seg >= self.write_seg {
+                continue;
+            }
+            let file = match File::open(self.seg_path(seg)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let mut r = SegmentReader::new(seg, file);
+            let mut off = if seg == from.seg { from.off } else { 0 };
+            loop {
+                match r.next(off, u64::MAX, self.opts.max_msg_size)? {
+                    Step::Record(_, len) => {
+                        count += 1;
+                        off += len as u64;
+                    }
+                    Step::End | Step::Truncated { .. } => break,
+                    Step::Corrupt(why, _) => {
+                        off = r.resync(off, why, u64::MAX, self.opts.max_msg_size)?;
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn remove_segments(&self) -> io::Result<()> {
+        for (seg, _) in list_segments(&self.dir, &self.prefix)? {
+            match fs::remove_file(self.seg_path(seg)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn reader_capacity(&self) -> usize {
+        self.reader.as_ref().map_or(0, |r| r.buf.capacity())
+    }
+
+    /// Test hook: drops the queue as a crash would, without writing out the
+    /// buffer or the metadata.
+    #[cfg(test)]
+    fn crash(mut self) {
+        self.closed = true;
+    }
+}
+
+impl Drop for DiskQueue {
+    /// Writes everything out on the way down, as nsqd does on exit.
+    fn drop(&mut self) {
+        if !self.closed
+            && let Err(e) = self.sync()
+        {
+            tracing::warn!(queue = %self.name, error = %e, "disk queue sync on close failed");
+        }
+    }
+}
+
+impl std::fmt::Debug for DiskQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskQueue")
+            .field("name", &self.name)
+            .field("depth", &self.depth)
+            .field("read", &self.read)
+            .field("write_seg", &self.write_seg)
+            .field("write_end", &self.write_end())
+            .finish()
+    }
+}
+
+/// What the reader found at a position.
+enum Step {
+    /// A checked record and the bytes it occupies.
+    Record(Message, usize),
+    /// No bytes at all at the position (up to the limit).
+    End,
+    /// A record cut short by the end of the file; `have` bytes of it exist.
+    Truncated { have: usize },
+    /// A corrupt record, and once resynced, where reading resumes.
+    Corrupt(Corruption, Option<u64>),
+}
+
+/// Positional reads of one segment through a read-ahead buffer. Reads use
+/// `pread`, so the file may grow under it (the write segment).
+struct SegmentReader {
+    seg: u64,
+    file: File,
+    /// Bytes of the file starting at `buf_off`.
+    buf: Vec<u8>,
+    buf_off: u64,
+}
+
+impl SegmentReader {
+    fn new(seg: u64, file: File) -> Self {
+        SegmentReader {
+            seg,
+            file,
+            buf: Vec::new(),
+            buf_off: 0,
+        }
+    }
+
+    /// The bytes from `off`: at least `want` of them unless the file (or
+    /// `limit`) ends first. `want` is bounded by the callers to
+    /// `HEADER_LEN + max_msg_size` (or `READ_CHUNK`), which bounds `buf`.
+    fn fill(&mut self, off: u64, want: usize, limit: u64) -> io::Result<&[u8]> {
+        let end = self.buf_off + self.buf.len() as u64;
+        if off < self.buf_off || off > end {
+            self.buf.clear();
+            self.buf_off = off;
+        } else if end - off < want as u64 {
+            // Compact only when more is needed, so a run of small records
+            // does not move the buffer once per record.
+            self.buf.drain(..(off - self.buf_off) as usize);
+            self.buf_off = off;
+        }
+        let start = (off - self.buf_off) as usize;
+        while self.buf.len() - start < want {
+            let file_end = self.buf_off + self.buf.len() as u64;
+            if file_end >= limit {
+                break;
+            }
+            let room = (want - (self.buf.len() - start)).max(READ_CHUNK) as u64;
+            let n = room.min(limit - file_end) as usize;
+            let len = self.buf.len();
+            self.buf.resize(len + n, 0);
+            let got = match self.file.read_at(&mut self.buf[len..], file_end) {
+                Ok(got) => got,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            };
+            self.buf.truncate(len + got);
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(&self.buf[start..])
+    }
+
+    /// Decodes the record at `off`.
+    fn next(&mut self, off: u64, limit: u64, max_msg_size: u32) -> io::Result<Step> {
+        let mut want = HEADER_LEN;
+        loop {
+            let have = self.fill(off, want, limit)?;
+            if have.is_empty() {
+                return Ok(Step::End);
+            }
+            match record::decode(have, max_msg_size) {
+                Decoded::Record { msg, len } => return Ok(Step::Record(msg, len)),
+                Decoded::Corrupt(why) => return Ok(Step::Corrupt(why, None)),
+                Decoded::Incomplete { need } if need > want => want = need,
+                Decoded::Incomplete { .. } => {
+                    return Ok(Step::Truncated { have: have.len() });
+                }
+            }
+        }
+    }
+
+    /// Where reading resumes after the corrupt record at `off`: the next
+    /// position holding a whole record that checks out, or the end of the
+    /// data. If only the body is damaged (checksum mismatch, length in
+    /// bounds) the length is tried first; otherwise, and if that fails, the
+    /// bytes after `off` are scanned for the sync marker.
+    fn resync(&mut self, off: u64, why: Corruption, limit: u64, max: u32) -> io::Result<u64> {
+        if let Corruption::BadChecksum { len } = why {
+            let next = off + record::encoded_len(len as usize) as u64;
+            if matches!(self.next(next, limit, max)?, Step::Record(..)) {
+                return Ok(next);
+            }
+        }
+        let mut pos = off + 1;
+        loop {
+            let have = self.fill(pos, READ_CHUNK, limit)?;
+            if have.len() < record::MAGIC.len() {
+                return Ok(pos + have.len() as u64);
+            }
+            match record::find_magic(have) {
+                Some(i) => {
+                    let cand = pos + i as u64;
+                    if matches!(self.next(cand, limit, max)?, Step::Record(..)) {
+                        return Ok(cand);
+                    }
+                    pos = cand + 1;
+                }
+                // Keep the last bytes: a marker may straddle the chunk end.
+                None => pos += (have.len() - (record::MAGIC.len() - 1)) as u64,
+            }
+        }
+    }
+}
+
+/// Writes `buf` at `off`, honouring the test fault: with `Some(n)`, a write
+/// longer than `n` writes `n` bytes and then fails.
+fn write_at_with_fault(
+    file: &File,
+    buf: &[u8],
+    off: u64,
+    fault: &mut Option<u64>,
+) -> io::Result<()> {
+    if let Some(left) = *fault {
+        if (buf.len() as u64) > left {
+            *fault = None;
+            file.write_all_at(&buf[..left as usize], off)?;
+            return Err(io::Error::other("injected write error"));
+        }
+        *fault = Some(left - buf.len() as u64);
+    }
+    file.write_all_at(buf, off)
+}
+
+/// The queue name as it appears in file names: bytes outside
+/// `[A-Za-z0-9._-]` (such as the `:` of `topic:channel`) become `%XX`.
+/// `%` itself is encoded, so the mapping is one-to-one.
+pub fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The segments of the queue whose files start with `prefix`, as
+/// (number, length), sorted by number. Other queues' files never match:
+/// what follows the prefix must be digits and `.dat`.
+fn list_segments(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, u64)>> {
+    let mut segs = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(num) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(".dat"))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        segs.push((num, entry.metadata()?.len()));
+    }
+    segs.sort_unstable();
+    Ok(segs)
+}
