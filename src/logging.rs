@@ -1,5 +1,6 @@
 //! Sets up tracing: human-readable text by default or one JSON object per
-//! line, filtered by `--log-level` (overridable with `RUST_LOG`).
+//! line, on stderr as nsqd logs, filtered by `--log-level` (overridable
+//! with `RUST_LOG`).
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,7 +21,8 @@ pub fn init(level: LogLevel, format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

@@ -362,3 +362,59 @@ fn sigterm_with_clients_connected_exits_zero_within_deadline() {
         sent.elapsed()
     );
 }
+
+#[test]
+fn json_logs_carry_the_peer_of_each_connection() {
+    let tcp = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let empty = write_config("");
+    let child = Command::new(BIN)
+        .args([
+            "--config",
+            &empty.0.to_string_lossy(),
+            "--tcp-address",
+            &tcp,
+            "--http-address",
+            &http,
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = Instant::now();
+    let peer = loop {
+        match std::net::TcpStream::connect(&tcp) {
+            Ok(mut s) => {
+                use std::io::Write;
+                let peer = s.local_addr().expect("local addr").to_string();
+                s.write_all(b"JUNK").expect("write");
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                assert_eq!(buf, BAD_PROTOCOL);
+                break peer;
+            }
+            Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("gateway did not start: {e}"),
+        }
+    };
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    let mut saw_bad_magic = false;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["message"] == "bad protocol magic" {
+            assert_eq!(v["magic"], "JUNK", "{line}");
+            assert_eq!(v["span"]["peer"], peer.as_str(), "{line}");
+            saw_bad_magic = true;
+        }
+    }
+    assert!(saw_bad_magic, "no bad-magic log line in: {text}");
+}
