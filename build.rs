@@ -8,14 +8,6 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guest crates and the file name each component gets under target/plugins.
-const GUESTS: &[(&str, &str)] = &[
-    ("line", "line"),
-    ("test_trap", "test-trap"),
-    ("test_spin", "test-spin"),
-    ("test_hog", "test-hog"),
-    ("test_acl", "test-acl"),
-];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
@@ -91,10 +83,20 @@ fn build(plugins: &Path, out_dir: &Path) -> Result<(), String> {
             "`cargo build --release --target {TARGET}` in plugins/ failed ({status})"
         ));
     }
+    // Every cdylib member of plugins/ becomes target/plugins/<name>.wasm, with
+    // the crate's underscores back to dashes (test_trap -> test-trap).
     let built = out_dir.join(TARGET).join("release");
-    for (crate_file, name) in GUESTS {
-        let from = built.join(format!("{crate_file}.wasm"));
-        let to = out_dir.join(format!("{name}.wasm"));
+    let entries =
+        std::fs::read_dir(&built).map_err(|e| format!("reading {}: {e}", built.display()))?;
+    for entry in entries.flatten() {
+        let from = entry.path();
+        if from.extension().and_then(|e| e.to_str()) != Some("wasm") {
+            continue;
+        }
+        let Some(stem) = from.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let to = out_dir.join(format!("{}.wasm", stem.replace('_', "-")));
         // Copy only on change so the mtime (and the host's rebuilds) stay put.
         let new = std::fs::read(&from).map_err(|e| format!("reading {}: {e}", from.display()))?;
         if std::fs::read(&to).ok().as_deref() != Some(&new[..]) {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -40,8 +40,11 @@ use state::{Fault, HostState, Shared};
 
 use crate::broker::{Broker, ClientInfo, Message};
 
-/// Bytes read from the socket per `on-data` call at most.
+/// Bytes read from the socket per `on-data` call at most; the read buffer
+/// grows to this under load.
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer an idle connection keeps at most (idle memory target).
+const IDLE_BUFFER: usize = 4096;
 /// Bodies handed to one `on-messages` call at most (at least one message).
 const DELIVERY_BYTES: usize = 1 << 20;
 
@@ -257,7 +260,7 @@ enum Ended {
 /// What woke the serve loop.
 enum Wake {
     Shutdown,
-    Read(std::io::Result<usize>),
+    Readable(std::io::Result<()>),
     Deliver,
     Timer,
     Expire,
@@ -423,6 +426,27 @@ impl Plugin {
         }
     }
 
+    /// Creates a store and instantiates the guest, as a connection does,
+    /// then drops both. For the instantiation-latency bench only.
+    #[doc(hidden)]
+    pub async fn bench_instantiate(&self, broker: &Broker) -> anyhow::Result<()> {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let client = Arc::new(ClientInfo::new(0, peer, self.shared.name.clone()));
+        let server = ServerLimits {
+            max_rdy: 2500,
+            max_delay: Duration::from_secs(3600),
+        };
+        let state = HostState::new(self.shared.clone(), server, broker.clone(), client);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store);
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow::anyhow!("instantiate: {e}"))?;
+        Ok(())
+    }
+
     /// Gives the store a fresh CPU budget for one call.
     fn arm(&self, store: &mut Store<HostState>) {
         match self.cpu {
@@ -506,7 +530,10 @@ enum Event<'a> {
 impl Conn<'_> {
     async fn run(&mut self, info: ConnectInfo, shutdown: &CancellationToken) -> Result<(), Ended> {
         self.call(Event::Connect(&info)).await?;
-        let mut rbuf = vec![0u8; READ_CHUNK];
+        // Allocated on demand and never zero-filled (`try_read_buf` writes into
+        // spare capacity), so an idle connection holds at most IDLE_BUFFER.
+        let mut rbuf: Vec<u8> = Vec::new();
+        let mut chunk = IDLE_BUFFER;
         let mut taken: Vec<Message> = Vec::new();
         let mut wit_msgs: Vec<WitMessage> = Vec::new();
         loop {
@@ -548,7 +575,7 @@ impl Conn<'_> {
                     _ = sleep_until_opt(timer), if timer.is_some() => Wake::Timer,
                     _ = sleep_until_opt(expiry), if expiry.is_some() => Wake::Expire,
                     _ = any_ready => Wake::Deliver,
-                    r = self.stream.read(&mut rbuf) => Wake::Read(r),
+                    r = self.stream.readable() => Wake::Readable(r),
                 }
             };
             match wake {
@@ -564,12 +591,25 @@ impl Conn<'_> {
                         c.expire_timeouts(now);
                     }
                 }
-                Wake::Read(Ok(0)) => break,
-                Wake::Read(Ok(n)) => {
-                    let chunk = rbuf.get(..n).unwrap_or_default();
-                    self.call(Event::Data(chunk)).await?;
+                Wake::Readable(Err(e)) => return Err(Ended::Io(e)),
+                Wake::Readable(Ok(())) => {
+                    rbuf.clear();
+                    rbuf.reserve(chunk);
+                    match self.stream.try_read_buf(&mut rbuf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            self.call(Event::Data(&rbuf)).await?;
+                            if n >= chunk {
+                                chunk = (chunk * 2).min(READ_CHUNK);
+                            } else if n < IDLE_BUFFER && rbuf.capacity() > IDLE_BUFFER {
+                                chunk = IDLE_BUFFER;
+                                rbuf = Vec::new();
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(Ended::Io(e)),
+                    }
                 }
-                Wake::Read(Err(e)) => return Err(Ended::Io(e)),
             }
         }
         self.call(Event::Close).await?;
@@ -665,7 +705,7 @@ impl Conn<'_> {
         let mut out = std::mem::take(&mut self.store.data_mut().out);
         let written = self.stream.write_all(&out).await;
         out.clear();
-        if out.capacity() <= READ_CHUNK {
+        if out.capacity() <= IDLE_BUFFER {
             // Keep a small buffer for the next call; drop big ones.
             self.store.data_mut().out = out;
         }

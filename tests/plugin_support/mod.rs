@@ -125,8 +125,11 @@ impl LineClient {
     }
 
     pub async fn send(&mut self, line: &str) {
-        self.writer.write_all(line.as_bytes()).await.expect("write");
-        self.writer.write_all(b"\n").await.expect("write");
+        // One write, so chunk-per-message test guests see one chunk.
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.writer.write_all(&bytes).await.expect("write");
     }
 
     /// Next line without its newline; "" at EOF.
