@@ -2,14 +2,16 @@
 //! A single task selects over the socket read (into a buffer that lives
 //! outside the future, so a cancelled read loses nothing), the channel's
 //! wake-up when the client is subscribed and ready, one timer for
-//! heartbeats, the client's read deadline, the output flush and in-flight
-//! timeouts, and server shutdown.
+//! heartbeats, the client's read deadline and in-flight timeouts, and server
+//! shutdown.
 //!
-//! Responses and errors are written at once, as nsqd does. Message frames
-//! are taken from the channel in chunks with a byte budget and buffered up
-//! to the client's output buffer size, then written as soon as the client is
-//! no longer ready or the channel has nothing more right now. Every write has
-//! a deadline, so a client that stops reading is dropped. On exit the
+//! Responses and errors are written at once, as nsqd does (all responses to
+//! the commands of one read go out in one write). Message frames are taken
+//! from the channel in chunks with a byte budget and buffered up to the
+//! client's output buffer size, then written as soon as the client is no
+//! longer ready or the channel has nothing more right now, so they never
+//! wait for a flush timer: `output_buffer_timeout` is always met. Every write
+//! has a deadline, so a client that stops reading is dropped. On exit the
 //! `Consumer` is dropped, which requeues whatever was still in flight.
 
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use super::command::{Command, Dpub, Fin, Mpub, Pub, Rdy, Req, Sub, Touch};
 use super::compress::{CompressError, Compressor, Decompressor};
 use super::error::{ErrorCode, ProtocolError};
 use super::identify::{self, ClientSettings, Compression, IdentifyConfig, IdentifyData};
-use crate::broker::{BrokerError, ClientInfo, ClientMeta, Consumer, Message, MessageId};
+use crate::broker::{BrokerError, ClientInfo, ClientMeta, Consumer, Message, MessageId, Topic};
 use crate::server::{Accepted, Context};
 
 /// Why a session ended other than by the client closing cleanly.
@@ -103,8 +105,10 @@ pub struct Session {
     last_read: Instant,
     /// When the next `_heartbeat_` is due.
     next_heartbeat: Option<Instant>,
-    /// When buffered message frames must be written at the latest.
-    flush_at: Option<Instant>,
+    /// The topic this client last published to, so a stream of PUBs does
+    /// not look the name up in the broker's map each time. Dropped when the
+    /// topic turns out to be deleted.
+    last_topic: Option<Arc<Topic>>,
     /// xorshift state for `sample_rate`.
     rng: u64,
 }
@@ -159,7 +163,7 @@ impl Session {
             decompressor: None,
             batch: Vec::with_capacity(TAKE_CHUNK),
             last_read: now,
-            flush_at: None,
+            last_topic: None,
             rng: conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
         }
     }
@@ -220,8 +224,10 @@ impl Session {
         needed.saturating_sub(self.rbuf.len()).max(READ_CHUNK)
     }
 
-    /// The earliest of the heartbeat, read deadline, flush and in-flight
-    /// timeout instants.
+    /// The earliest of the heartbeat, read deadline and in-flight timeout
+    /// instants. There is no output flush timer: message frames never stay
+    /// buffered across a wait (see `deliver`), so `output_buffer_timeout`
+    /// is always met.
     fn next_deadline(&self) -> Option<Instant> {
         let read_deadline = self
             .settings
@@ -230,7 +236,6 @@ impl Session {
         [
             self.next_heartbeat,
             read_deadline,
-            self.flush_at,
             self.consumer.as_ref().and_then(Consumer::next_timeout),
         ]
         .into_iter()
@@ -250,9 +255,6 @@ impl Session {
                 self.flush().await?;
                 self.next_heartbeat = Some(now + hb);
             }
-        }
-        if self.flush_at.is_some_and(|t| now >= t) {
-            self.flush().await?;
         }
         if let Some(c) = self.consumer.as_mut() {
             let n = c.expire_timeouts(now);
@@ -308,7 +310,26 @@ impl Session {
         codec::write_error(&mut self.out, &e);
         self.flush().await?;
         let _ = self.stream.shutdown().await;
+        self.linger().await;
         Err(SessionError::Client(e))
+    }
+
+    /// After a fatal error: reads and discards what the client is still
+    /// sending, briefly and boundedly, so closing with unread data does not
+    /// turn into a TCP reset that could destroy the error frame before the
+    /// client reads it.
+    async fn linger(&mut self) {
+        const LINGER: Duration = Duration::from_millis(250);
+        const MAX_DISCARD: usize = 1 << 20;
+        let deadline = Instant::now() + LINGER;
+        let mut discarded = 0;
+        let mut scratch = [0u8; 8192];
+        while discarded < MAX_DISCARD {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => break,
+            }
+        }
     }
 
     /// The next complete command, decompressing as much input as it needs.
@@ -434,39 +455,63 @@ impl Session {
         Ok(())
     }
 
+    /// Publishes through `put` to the named topic, reusing the cached topic
+    /// when it is the same one, and looking it up again (recreating it, as
+    /// nsqd does) if the cached one was deleted meanwhile.
+    fn with_topic<T>(
+        &mut self,
+        name: &str,
+        mut put: impl FnMut(&Topic) -> Result<T, BrokerError>,
+    ) -> Result<T, BrokerError> {
+        if let Some(t) = self.last_topic.as_ref().filter(|t| t.name() == name) {
+            match put(t) {
+                Err(BrokerError::Exiting) => self.last_topic = None,
+                other => return other,
+            }
+        }
+        let topic = self.ctx.broker.topic(name)?;
+        let res = put(&topic);
+        self.last_topic = Some(topic);
+        res
+    }
+
     fn publish(&mut self, p: Pub) -> Result<(), ProtocolError> {
-        let topic = self
-            .ctx
-            .broker
-            .topic(&p.topic)
-            .map_err(|e| ProtocolError::new(ErrorCode::PubFailed, format!("PUB failed {e}")))?;
-        topic
-            .publish(p.body)
+        self.with_topic(&p.topic, |t| t.publish(p.body.clone()))
             .map_err(|e| ProtocolError::new(ErrorCode::PubFailed, format!("PUB failed {e}")))?;
         codec::write_response(&mut self.out, b"OK");
         Ok(())
     }
 
     fn mpub(&mut self, m: Mpub) -> Result<(), ProtocolError> {
-        let fail =
-            |e: BrokerError| ProtocolError::new(ErrorCode::MpubFailed, format!("MPUB failed {e}"));
-        let topic = self.ctx.broker.topic(&m.topic).map_err(fail)?;
-        topic.publish_many(m.bodies).map_err(fail)?;
+        let mut bodies = Some(m.bodies);
+        self.with_topic(&m.topic, |t| match bodies.take() {
+            Some(b) => {
+                // publish_many consumes the batch; keep a cheap copy (the
+                // bodies are reference counted) in case of a retry.
+                let copy = b.clone();
+                let res = t.publish_many(b);
+                if matches!(res, Err(BrokerError::Exiting)) {
+                    bodies = Some(copy);
+                }
+                res
+            }
+            None => Err(BrokerError::Exiting),
+        })
+        .map_err(|e| ProtocolError::new(ErrorCode::MpubFailed, format!("MPUB failed {e}")))?;
         codec::write_response(&mut self.out, b"OK");
         Ok(())
     }
 
     fn dpub(&mut self, d: Dpub) -> Result<(), ProtocolError> {
-        let fail =
-            |e: BrokerError| ProtocolError::new(ErrorCode::DpubFailed, format!("DPUB failed {e}"));
-        let topic = self.ctx.broker.topic(&d.topic).map_err(fail)?;
-        if d.delay_ms == 0 {
-            topic.publish(d.body).map_err(fail)?;
-        } else {
-            topic
-                .publish_deferred(d.body, Duration::from_millis(d.delay_ms))
-                .map_err(fail)?;
-        }
+        let delay = Duration::from_millis(d.delay_ms);
+        self.with_topic(&d.topic, |t| {
+            if delay.is_zero() {
+                t.publish(d.body.clone())
+            } else {
+                t.publish_deferred(d.body.clone(), delay)
+            }
+        })
+        .map_err(|e| ProtocolError::new(ErrorCode::DpubFailed, format!("DPUB failed {e}")))?;
         codec::write_response(&mut self.out, b"OK");
         Ok(())
     }
@@ -590,7 +635,6 @@ impl Session {
     /// Writes everything in `out` (compressing it if negotiated) under the
     /// write deadline.
     async fn flush(&mut self) -> Result<(), SessionError> {
-        self.flush_at = None;
         if self.out.is_empty() {
             return Ok(());
         }
