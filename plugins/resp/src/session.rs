@@ -1,0 +1,942 @@
+//! One RESP connection's state machine: buffers request bytes, runs each
+//! parsed command against the gateway through the `Host` trait (publish,
+//! subscribe, FIN, timer, write), and formats replies the way Redis 7 does,
+//! in RESP2 or (after `HELLO 3`) RESP3.
+//! It knows nothing of WebAssembly, so it is unit-tested on the host target
+//! with a fake `Host`; `guest.rs` implements `Host` over the WIT imports.
+
+use crate::parse::{self, Parsed};
+use crate::reply;
+use crate::settings::Settings;
+
+/// An error reply from the host, already worded for the client, starting
+/// with its RESP error code (`ERR …`, `NOPERM …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub String);
+
+/// What the session learns from the broker's stats about one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Messages held by the topic itself (it has no channels yet).
+    pub depth: u64,
+    /// Each channel's name and its waiting messages.
+    pub channels: Vec<(String, u64)>,
+}
+
+/// A delivered message, in flight until finished or requeued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    pub body: Vec<u8>,
+}
+
+/// The gateway as the session sees it: the WIT `connection` and `broker`
+/// imports, trimmed to what RESP needs.
+pub trait Host {
+    /// Queues bytes for the client; `false` if the connection cannot take
+    /// them (closed, or over the output buffer limit).
+    fn write(&mut self, data: &[u8]) -> bool;
+    fn close(&mut self);
+    fn set_timer(&mut self, delay_ms: Option<u32>);
+    fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), Failure>;
+    fn publish_many(&mut self, topic: &str, bodies: &[Vec<u8>]) -> Result<(), Failure>;
+    /// `None` if the topic does not exist.
+    fn topic_info(&mut self, topic: &str) -> Result<Option<TopicInfo>, Failure>;
+    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<u32, Failure>;
+    fn set_ready(&mut self, sub: u32, count: u32) -> Result<(), Failure>;
+    fn unsubscribe(&mut self, sub: u32);
+    fn finish(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
+    fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
+}
+
+/// The version reported by HELLO and INFO: the Redis protocol level this
+/// plugin follows (clients gate features on it).
+const REDIS_VERSION: &str = "7.2.0";
+
+/// A SUBSCRIBE topic of this connection.
+struct PubSub {
+    topic: String,
+    sub: u32,
+}
+
+/// A cached BRPOP subscription on a key's shared queue channel. Kept after
+/// the pop with a ready count of 0, so the next BRPOP on the key costs no
+/// subscribe; evicted (least recently used first) when slots run out.
+struct Queue {
+    key: String,
+    sub: u32,
+    last_used: u64,
+}
+
+/// A BRPOP/BLPOP waiting for a message.
+struct Blocked {
+    /// Subscriptions with a ready count of 1, in the order of the keys.
+    subs: Vec<u32>,
+}
+
+/// The commands this plugin knows, with Redis's arity (positive: exact
+/// argument count including the name; negative: at least that many).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Ping,
+    Echo,
+    Quit,
+    Hello,
+    Client,
+    Select,
+    Auth,
+    Command,
+    Config,
+    Info,
+    Reset,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    Psubscribe,
+    Punsubscribe,
+    Lpush,
+    Rpush,
+    Brpop,
+    Blpop,
+    Llen,
+}
+
+impl Cmd {
+    fn lookup(name: &[u8]) -> Option<Cmd> {
+        const ALL: [Cmd; 21] = [
+            Cmd::Ping,
+            Cmd::Echo,
+            Cmd::Quit,
+            Cmd::Hello,
+            Cmd::Client,
+            Cmd::Select,
+            Cmd::Auth,
+            Cmd::Command,
+            Cmd::Config,
+            Cmd::Info,
+            Cmd::Reset,
+            Cmd::Publish,
+            Cmd::Subscribe,
+            Cmd::Unsubscribe,
+            Cmd::Psubscribe,
+            Cmd::Punsubscribe,
+            Cmd::Lpush,
+            Cmd::Rpush,
+            Cmd::Brpop,
+            Cmd::Blpop,
+            Cmd::Llen,
+        ];
+        ALL.into_iter()
+            .find(|c| c.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    /// Redis's lower-case command name, as its error messages show it.
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Ping => "ping",
+            Cmd::Echo => "echo",
+            Cmd::Quit => "quit",
+            Cmd::Hello => "hello",
+            Cmd::Client => "client",
+            Cmd::Select => "select",
+            Cmd::Auth => "auth",
+            Cmd::Command => "command",
+            Cmd::Config => "config",
+            Cmd::Info => "info",
+            Cmd::Reset => "reset",
+            Cmd::Publish => "publish",
+            Cmd::Subscribe => "subscribe",
+            Cmd::Unsubscribe => "unsubscribe",
+            Cmd::Psubscribe => "psubscribe",
+            Cmd::Punsubscribe => "punsubscribe",
+            Cmd::Lpush => "lpush",
+            Cmd::Rpush => "rpush",
+            Cmd::Brpop => "brpop",
+            Cmd::Blpop => "blpop",
+            Cmd::Llen => "llen",
+        }
+    }
+
+    fn arity(self) -> i32 {
+        match self {
+            Cmd::Ping | Cmd::Quit | Cmd::Hello | Cmd::Unsubscribe | Cmd::Punsubscribe => -1,
+            Cmd::Command | Cmd::Info => -1,
+            Cmd::Client | Cmd::Auth | Cmd::Config | Cmd::Subscribe | Cmd::Psubscribe => -2,
+            Cmd::Echo | Cmd::Select | Cmd::Llen => 2,
+            Cmd::Reset => 1,
+            Cmd::Publish => 3,
+            Cmd::Lpush | Cmd::Rpush | Cmd::Brpop | Cmd::Blpop => -3,
+        }
+    }
+
+    /// Allowed while the connection is in RESP2 subscriber mode.
+    fn allowed_subscribed(self) -> bool {
+        matches!(
+            self,
+            Cmd::Subscribe
+                | Cmd::Unsubscribe
+                | Cmd::Psubscribe
+                | Cmd::Punsubscribe
+                | Cmd::Ping
+                | Cmd::Quit
+                | Cmd::Reset
+        )
+    }
+}
+
+/// Per-connection state.
+pub struct Session {
+    settings: Settings,
+    /// The broker's client id; names the pub/sub ephemeral channel.
+    client_id: u64,
+    /// Request bytes not yet run: an incomplete command, or commands
+    /// pipelined behind a blocked BRPOP.
+    pending: Vec<u8>,
+    /// `pending` cannot parse before it holds this many bytes.
+    need: usize,
+    /// QUIT or a protocol error: every later event is ignored.
+    closed: bool,
+    /// CLIENT SETNAME / HELLO SETNAME.
+    name: Option<Vec<u8>>,
+    /// SUBSCRIBE topics, in subscription order; non-empty = subscriber mode.
+    topics: Vec<PubSub>,
+    /// Cached BRPOP subscriptions.
+    queues: Vec<Queue>,
+    /// Clock for the queue cache's LRU.
+    tick: u64,
+    blocked: Option<Blocked>,
+    /// The protocol version in use: 2, or 3 after `HELLO 3`.
+    proto: u8,
+    /// Replies of the current event, written once at its end.
+    out: Vec<u8>,
+}
+
+impl Session {
+    pub fn new(settings: Settings, client_id: u64) -> Session {
+        Session {
+            settings,
+            client_id,
+            pending: Vec::new(),
+            need: 0,
+            closed: false,
+            name: None,
+            topics: Vec::new(),
+            queues: Vec::new(),
+            tick: 0,
+            blocked: None,
+            proto: 2,
+            out: Vec::new(),
+        }
+    }
+
+    /// Bytes from the client (the magic first, as the start of the stream).
+    pub fn on_data(&mut self, host: &mut impl Host, data: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if self.pending.is_empty() && self.blocked.is_none() {
+            // The common case: parse straight from the chunk, keep the tail.
+            let used = self.process(host, data);
+            let rest = data.get(used..).unwrap_or_default();
+            if !self.closed && !rest.is_empty() && self.buffer(host, rest) {
+                self.reserve_need();
+            }
+        } else if self.buffer(host, data)
+            && self.blocked.is_none()
+            && self.pending.len() >= self.need
+        {
+            self.run_pending(host);
+        }
+        self.flush(host);
+    }
+
+    /// Messages delivered on `sub`.
+    pub fn on_messages(&mut self, host: &mut impl Host, sub: u32, messages: Vec<Delivery>) {
+        if let Some(ps) = self.topics.iter().find(|p| p.sub == sub) {
+            for m in &messages {
+                reply::push(&mut self.out, 3, self.proto);
+                reply::bulk(&mut self.out, b"message");
+                reply::bulk(&mut self.out, ps.topic.as_bytes());
+                reply::bulk(&mut self.out, &m.body);
+            }
+            // FIN on delivery: Redis pub/sub has no acknowledgements.
+            for m in &messages {
+                let _ = host.finish(sub, &m.id);
+            }
+            self.flush(host);
+            return;
+        }
+        let waiting = self.blocked.as_ref().is_some_and(|b| b.subs.contains(&sub));
+        let key = self
+            .queues
+            .iter()
+            .find(|q| q.sub == sub)
+            .map(|q| q.key.clone());
+        let mut rest = messages.iter();
+        let first = if waiting { rest.next() } else { None };
+        if let (Some(key), Some(first)) = (key, first) {
+            reply::array(&mut self.out, 2);
+            reply::bulk(&mut self.out, key.as_bytes());
+            reply::bulk(&mut self.out, &first.body);
+            let _ = host.finish(sub, &first.id);
+            self.unblock(host);
+        } else {
+            // Not waiting (a late delivery): hand it back to the queue.
+            let _ = host.set_ready(sub, 0);
+        }
+        for m in rest {
+            let _ = host.requeue(sub, &m.id);
+        }
+        if !self.closed && self.blocked.is_none() && !self.pending.is_empty() {
+            self.run_pending(host);
+        }
+        self.flush(host);
+    }
+
+    /// The BRPOP timer fired.
+    pub fn on_timer(&mut self, host: &mut impl Host) {
+        if self.closed || self.blocked.is_none() {
+            return;
+        }
+        reply::nil_array(&mut self.out, self.proto);
+        self.unblock(host);
+        if !self.pending.is_empty() {
+            self.run_pending(host);
+        }
+        self.flush(host);
+    }
+
+    /// Whether the connection is done (QUIT or a protocol error).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Appends to `pending` within `max_query_buffer`; past it, ends the
+    /// connection with a protocol error and returns false.
+    fn buffer(&mut self, host: &mut impl Host, data: &[u8]) -> bool {
+        let total = self.pending.len().saturating_add(data.len());
+        if total > self.settings.max_query_buffer {
+            self.protocol_error(
+                host,
+                &format!(
+                    "Protocol error: query buffer of {total} bytes is over the limit of {} (max_query_buffer)",
+                    self.settings.max_query_buffer
+                ),
+            );
+            return false;
+        }
+        self.pending.extend_from_slice(data);
+        true
+    }
+
+    /// Reserves exactly what the incomplete command needs, so a large bulk
+    /// arriving in chunks does not double the buffer past it.
+    fn reserve_need(&mut self) {
+        if self.need > self.pending.capacity() {
+            self.pending.reserve_exact(self.need - self.pending.len());
+        }
+    }
+
+    fn run_pending(&mut self, host: &mut impl Host) {
+        let buf = std::mem::take(&mut self.pending);
+        let used = self.process(host, &buf);
+        self.pending = buf;
+        self.pending.drain(..used.min(self.pending.len()));
+        if self.pending.is_empty() && self.pending.capacity() > 64 * 1024 {
+            self.pending = Vec::new();
+        }
+        if !self.closed {
+            self.reserve_need();
+        }
+    }
+
+    /// Runs every complete command in `buf` until one blocks or closes;
+    /// returns the bytes used.
+    fn process(&mut self, host: &mut impl Host, buf: &[u8]) -> usize {
+        let limits = self.settings.limits();
+        let mut pos = 0;
+        self.need = 0;
+        while !self.closed && self.blocked.is_none() && pos < buf.len() {
+            let rest = buf.get(pos..).unwrap_or_default();
+            match parse::parse(rest, limits) {
+                Ok(Parsed::Multibulk(frame)) => {
+                    let args: Vec<&[u8]> = frame
+                        .args
+                        .iter()
+                        .map(|r| rest.get(r.clone()).unwrap_or_default())
+                        .collect();
+                    pos += frame.consumed;
+                    if !args.is_empty() {
+                        self.execute(host, &args);
+                    }
+                }
+                Ok(Parsed::Inline { args, consumed }) => {
+                    pos += consumed;
+                    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                    if !args.is_empty() {
+                        self.execute(host, &args);
+                    }
+                }
+                Ok(Parsed::Incomplete { at_least }) => {
+                    if at_least > self.settings.max_query_buffer {
+                        self.protocol_error(
+                            host,
+                            &format!(
+                                "Protocol error: a command of {at_least} bytes is over the limit of {} (max_query_buffer)",
+                                self.settings.max_query_buffer
+                            ),
+                        );
+                    }
+                    self.need = at_least;
+                    break;
+                }
+                Err(e) => self.protocol_error(host, &e.to_string()),
+            }
+        }
+        pos
+    }
+
+    /// Replies `-ERR <text>` and closes, as Redis does on a bad request.
+    fn protocol_error(&mut self, host: &mut impl Host, text: &str) {
+        reply::error(&mut self.out, &format!("ERR {text}"));
+        self.closed = true;
+        self.pending = Vec::new();
+        self.flush(host);
+        host.close();
+    }
+
+    fn flush(&mut self, host: &mut impl Host) {
+        if self.out.is_empty() {
+            return;
+        }
+        if !host.write(&self.out) && !self.closed {
+            // The client is not reading its replies: give up on it.
+            self.closed = true;
+            host.close();
+        }
+        self.out.clear();
+        if self.out.capacity() > 1 << 20 {
+            self.out = Vec::new();
+        }
+    }
+
+    fn err(&mut self, text: &str) {
+        reply::error(&mut self.out, text);
+    }
+
+    fn execute(&mut self, host: &mut impl Host, args: &[&[u8]]) {
+        let Some(&name) = args.first() else { return };
+        let Some(cmd) = Cmd::lookup(name) else {
+            let mut listed = String::new();
+            for a in args.iter().skip(1) {
+                if listed.len() >= 128 {
+                    break;
+                }
+                let room = 128 - listed.len();
+                listed.push('\'');
+                listed.push_str(&reply::clip(&a[..a.len().min(room)]));
+                listed.push_str("' ");
+            }
+            let text = format!(
+                "ERR unknown command '{}', with args beginning with: {listed}",
+                reply::clip(name)
+            );
+            return self.err(&text);
+        };
+        let arity = cmd.arity();
+        let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
+        if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
+            return self.wrong_args(cmd.name());
+        }
+        // RESP3 lets a subscribed connection run any command; RESP2 does not.
+        if self.proto == 2 && !self.topics.is_empty() && !cmd.allowed_subscribed() {
+            let text = format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                cmd.name()
+            );
+            return self.err(&text);
+        }
+        let args = &args[1..];
+        match cmd {
+            Cmd::Ping => self.ping(args),
+            Cmd::Echo => reply::bulk(&mut self.out, args[0]),
+            Cmd::Quit => {
+                reply::simple(&mut self.out, "OK");
+                self.closed = true;
+                self.flush(host);
+                host.close();
+            }
+            Cmd::Hello => self.hello(args),
+            Cmd::Client => self.client(args),
+            Cmd::Select => match std::str::from_utf8(args[0])
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                None => self.err("ERR value is not an integer or out of range"),
+                Some(0) => reply::simple(&mut self.out, "OK"),
+                Some(_) => self.err("ERR DB index is out of range"),
+            },
+            Cmd::Auth => self.auth(args),
+            Cmd::Command => reply::array(&mut self.out, 0),
+            Cmd::Config => {
+                if args[0].eq_ignore_ascii_case(b"GET") {
+                    reply::array(&mut self.out, 0);
+                } else {
+                    let text = format!(
+                        "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+                        reply::clip(args[0])
+                    );
+                    self.err(&text);
+                }
+            }
+            Cmd::Info => {
+                let info = format!(
+                    "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nserver_name:nsq-gateway\r\n"
+                );
+                reply::bulk(&mut self.out, info.as_bytes());
+            }
+            Cmd::Reset => {
+                self.unsubscribe_all(host, false);
+                self.name = None;
+                self.proto = 2;
+                reply::simple(&mut self.out, "RESET");
+            }
+            Cmd::Publish => self.publish(host, args[0], args[1]),
+            Cmd::Subscribe => self.subscribe(host, args),
+            Cmd::Unsubscribe => {
+                if args.is_empty() {
+                    self.unsubscribe_all(host, true);
+                } else {
+                    for t in args {
+                        self.unsubscribe_one(host, t);
+                    }
+                }
+            }
+            Cmd::Psubscribe => self
+                .err("ERR PSUBSCRIBE is not supported by nsq-gateway: SUBSCRIBE to topics by name"),
+            Cmd::Punsubscribe => {
+                // There are never pattern subscriptions; answer like Redis.
+                let count = self.topics.len();
+                let patterns: Vec<&[u8]> = args.to_vec();
+                if patterns.is_empty() {
+                    self.confirm(b"punsubscribe", None, count);
+                }
+                for p in patterns {
+                    self.confirm(b"punsubscribe", Some(p), count);
+                }
+            }
+            Cmd::Lpush | Cmd::Rpush => self.push(host, args[0], &args[1..]),
+            Cmd::Llen => self.llen(host, args[0]),
+            Cmd::Brpop | Cmd::Blpop => self.block_pop(host, args),
+        }
+    }
+
+    fn wrong_args(&mut self, name: &str) {
+        let text = format!("ERR wrong number of arguments for '{name}' command");
+        self.err(&text);
+    }
+
+    fn ping(&mut self, args: &[&[u8]]) {
+        if args.len() > 1 {
+            return self.wrong_args("ping");
+        }
+        if self.proto == 2 && !self.topics.is_empty() {
+            reply::array(&mut self.out, 2);
+            reply::bulk(&mut self.out, b"pong");
+            reply::bulk(&mut self.out, args.first().copied().unwrap_or_default());
+        } else if let Some(msg) = args.first() {
+            reply::bulk(&mut self.out, msg);
+        } else {
+            reply::simple(&mut self.out, "PONG");
+        }
+    }
+
+    fn hello(&mut self, args: &[&[u8]]) {
+        let mut proto = self.proto;
+        if let Some(ver) = args.first() {
+            match std::str::from_utf8(ver)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
+                None => return self.err("ERR Protocol version is not an integer or out of range"),
+                Some(2) => proto = 2,
+                Some(3) if self.settings.resp3 => proto = 3,
+                // With `resp3: false`, clients that can fall back to RESP2 do.
+                Some(_) => {
+                    return self.err("NOPROTO sorry, this protocol version is not supported.");
+                }
+            }
+        }
+        let mut i = 1;
+        let mut name = None;
+        while i < args.len() {
+            let opt = args[i];
+            if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
+                if !args[i + 1].eq_ignore_ascii_case(b"default") {
+                    return self
+                        .err("WRONGPASS invalid username-password pair or user is disabled.");
+                }
+                i += 3;
+            } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
+                if !valid_name(args[i + 1]) {
+                    return self.err(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                name = Some(args[i + 1]);
+                i += 2;
+            } else {
+                let text = format!("ERR Syntax error in HELLO option '{}'", reply::clip(opt));
+                return self.err(&text);
+            }
+        }
+        if let Some(n) = name {
+            self.name = (!n.is_empty()).then(|| n.to_vec());
+        }
+        self.proto = proto;
+        reply::map(&mut self.out, 7, proto);
+        reply::bulk(&mut self.out, b"server");
+        reply::bulk(&mut self.out, b"redis");
+        reply::bulk(&mut self.out, b"version");
+        reply::bulk(&mut self.out, REDIS_VERSION.as_bytes());
+        reply::bulk(&mut self.out, b"proto");
+        reply::integer(&mut self.out, i64::from(proto));
+        reply::bulk(&mut self.out, b"id");
+        reply::integer(
+            &mut self.out,
+            i64::try_from(self.client_id).unwrap_or(i64::MAX),
+        );
+        reply::bulk(&mut self.out, b"mode");
+        reply::bulk(&mut self.out, b"standalone");
+        reply::bulk(&mut self.out, b"role");
+        reply::bulk(&mut self.out, b"master");
+        reply::bulk(&mut self.out, b"modules");
+        reply::array(&mut self.out, 0);
+    }
+
+    fn client(&mut self, args: &[&[u8]]) {
+        let sub = args[0];
+        let rest = &args[1..];
+        let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+        let (name, want) = if is("SETNAME") {
+            ("client|setname", 1)
+        } else if is("GETNAME") {
+            ("client|getname", 0)
+        } else if is("SETINFO") {
+            ("client|setinfo", 2)
+        } else if is("ID") {
+            ("client|id", 0)
+        } else {
+            let text = format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                reply::clip(sub)
+            );
+            return self.err(&text);
+        };
+        if rest.len() != want {
+            return self.wrong_args(name);
+        }
+        match name {
+            "client|setname" => {
+                if !valid_name(rest[0]) {
+                    return self.err(
+                        "ERR Client names cannot contain spaces, newlines or special characters.",
+                    );
+                }
+                self.name = (!rest[0].is_empty()).then(|| rest[0].to_vec());
+                reply::simple(&mut self.out, "OK");
+            }
+            "client|getname" => match &self.name {
+                Some(n) => reply::bulk(&mut self.out, n),
+                None => reply::nil_bulk(&mut self.out, self.proto),
+            },
+            "client|setinfo" => {
+                let attr = rest[0];
+                if attr.eq_ignore_ascii_case(b"LIB-NAME") || attr.eq_ignore_ascii_case(b"LIB-VER") {
+                    reply::simple(&mut self.out, "OK");
+                } else {
+                    let text = format!("ERR Unrecognized option '{}'", reply::clip(attr));
+                    self.err(&text);
+                }
+            }
+            _ => reply::integer(
+                &mut self.out,
+                i64::try_from(self.client_id).unwrap_or(i64::MAX),
+            ),
+        }
+    }
+
+    /// AUTH as a Redis whose only user is `default` with `nopass`.
+    fn auth(&mut self, args: &[&[u8]]) {
+        match args {
+            [_] => self.err(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+            [user, _] if user.eq_ignore_ascii_case(b"default") => {
+                reply::simple(&mut self.out, "OK")
+            }
+            [_, _] => self.err("WRONGPASS invalid username-password pair or user is disabled."),
+            _ => self.err("ERR syntax error"),
+        }
+    }
+
+    fn publish(&mut self, host: &mut impl Host, topic: &[u8], body: &[u8]) {
+        let Some(topic) = topic_name(topic) else {
+            return self.err(INVALID_TOPIC);
+        };
+        if let Err(Failure(e)) = host.publish(topic, body) {
+            return self.err(&e);
+        }
+        // Redis answers with the receivers; NSQ's are the topic's channels.
+        let receivers = match host.topic_info(topic) {
+            Ok(Some(info)) => info.channels.len(),
+            _ => 0,
+        };
+        reply::integer(&mut self.out, i64::try_from(receivers).unwrap_or(i64::MAX));
+    }
+
+    /// `*3 <kind> <topic or nil> :<count>`.
+    fn confirm(&mut self, kind: &[u8], topic: Option<&[u8]>, count: usize) {
+        reply::push(&mut self.out, 3, self.proto);
+        reply::bulk(&mut self.out, kind);
+        match topic {
+            Some(t) => reply::bulk(&mut self.out, t),
+            None => reply::nil_bulk(&mut self.out, self.proto),
+        }
+        reply::integer(&mut self.out, i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    fn subscribe(&mut self, host: &mut impl Host, topics: &[&[u8]]) {
+        for &raw in topics {
+            if self.topics.iter().any(|p| p.topic.as_bytes() == raw) {
+                self.confirm(b"subscribe", Some(raw), self.topics.len());
+                continue;
+            }
+            let Some(topic) = topic_name(raw) else {
+                self.err(INVALID_TOPIC);
+                continue;
+            };
+            if !self.make_room(host, &[]) {
+                let text = format!(
+                    "ERR at most {} subscriptions per connection (max_subscriptions)",
+                    self.settings.max_subscriptions
+                );
+                self.err(&text);
+                continue;
+            }
+            let channel = format!(
+                "{}{}#ephemeral",
+                self.settings.pubsub_prefix, self.client_id
+            );
+            let sub = match host.subscribe(topic, &channel) {
+                Ok(sub) => sub,
+                Err(Failure(e)) => {
+                    self.err(&e);
+                    continue;
+                }
+            };
+            if let Err(Failure(e)) = host.set_ready(sub, self.settings.subscribe_rdy) {
+                host.unsubscribe(sub);
+                self.err(&e);
+                continue;
+            }
+            self.topics.push(PubSub {
+                topic: topic.to_string(),
+                sub,
+            });
+            self.confirm(b"subscribe", Some(raw), self.topics.len());
+        }
+    }
+
+    fn unsubscribe_one(&mut self, host: &mut impl Host, topic: &[u8]) {
+        if let Some(i) = self.topics.iter().position(|p| p.topic.as_bytes() == topic) {
+            let ps = self.topics.remove(i);
+            host.unsubscribe(ps.sub);
+        }
+        self.confirm(b"unsubscribe", Some(topic), self.topics.len());
+    }
+
+    fn unsubscribe_all(&mut self, host: &mut impl Host, confirm: bool) {
+        if self.topics.is_empty() && confirm {
+            self.confirm(b"unsubscribe", None, 0);
+        }
+        while !self.topics.is_empty() {
+            let ps = self.topics.remove(0);
+            host.unsubscribe(ps.sub);
+            if confirm {
+                self.confirm(b"unsubscribe", Some(ps.topic.as_bytes()), self.topics.len());
+            }
+        }
+    }
+
+    /// Frees a subscription slot if none is free, evicting the least
+    /// recently used cached queue not named in `keep`. False if full.
+    fn make_room(&mut self, host: &mut impl Host, keep: &[&str]) -> bool {
+        while self.topics.len() + self.queues.len() >= self.settings.max_subscriptions {
+            let victim = self
+                .queues
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| !keep.contains(&q.key.as_str()))
+                .min_by_key(|(_, q)| q.last_used)
+                .map(|(i, _)| i);
+            let Some(i) = victim else { return false };
+            let q = self.queues.remove(i);
+            host.unsubscribe(q.sub);
+        }
+        true
+    }
+
+    fn push(&mut self, host: &mut impl Host, key: &[u8], values: &[&[u8]]) {
+        let Some(topic) = topic_name(key) else {
+            return self.err(INVALID_TOPIC);
+        };
+        let result = if let [one] = values {
+            host.publish(topic, one)
+        } else {
+            // Batches within `publish_batch`, each atomic.
+            values
+                .chunks(self.settings.publish_batch.max(1))
+                .try_for_each(|chunk| {
+                    let bodies: Vec<Vec<u8>> = chunk.iter().map(|v| v.to_vec()).collect();
+                    host.publish_many(topic, &bodies)
+                })
+        };
+        if let Err(Failure(e)) = result {
+            return self.err(&e);
+        }
+        // Redis answers with the list's length: here the messages waiting
+        // for BRPOP, and at least the ones just pushed (a waiting BRPOP may
+        // already have taken them, as Redis hands pushes to blocked clients).
+        let waiting = self.queue_length(host, topic);
+        let pushed = u64::try_from(values.len()).unwrap_or(u64::MAX);
+        reply::integer(
+            &mut self.out,
+            i64::try_from(waiting.max(pushed)).unwrap_or(i64::MAX),
+        );
+    }
+
+    /// Messages waiting on a key's queue channel (or on its topic, before
+    /// the channel exists).
+    fn queue_length(&mut self, host: &mut impl Host, topic: &str) -> u64 {
+        match host.topic_info(topic) {
+            Ok(Some(info)) => info
+                .channels
+                .iter()
+                .find(|(name, _)| *name == self.settings.queue_channel)
+                .map_or(info.depth, |(_, depth)| *depth),
+            _ => 0,
+        }
+    }
+
+    fn llen(&mut self, host: &mut impl Host, key: &[u8]) {
+        let Some(topic) = topic_name(key) else {
+            return self.err(INVALID_TOPIC);
+        };
+        let n = self.queue_length(host, topic);
+        reply::integer(&mut self.out, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// BRPOP/BLPOP key [key …] timeout.
+    fn block_pop(&mut self, host: &mut impl Host, args: &[&[u8]]) {
+        let Some((timeout, keys)) = args.split_last() else {
+            return;
+        };
+        let seconds = std::str::from_utf8(timeout)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite());
+        let Some(seconds) = seconds else {
+            return self.err("ERR timeout is not a float or out of range");
+        };
+        if seconds < 0.0 {
+            return self.err("ERR timeout is negative");
+        }
+        // 0 blocks forever; anything else is at least 1 ms, at most ~49 days.
+        let ms = (seconds * 1000.0).round().clamp(1.0, f64::from(u32::MAX));
+        let delay = (seconds > 0.0).then_some(ms as u32);
+        let mut names: Vec<&str> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let Some(t) = topic_name(k) else {
+                return self.err(INVALID_TOPIC);
+            };
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+        if names.len() > self.settings.max_subscriptions {
+            let text = format!(
+                "ERR at most {} keys per blocking pop (max_subscriptions)",
+                self.settings.max_subscriptions
+            );
+            return self.err(&text);
+        }
+        let mut subs = Vec::with_capacity(names.len());
+        for name in &names {
+            self.tick += 1;
+            let tick = self.tick;
+            if let Some(q) = self.queues.iter_mut().find(|q| q.key == *name) {
+                q.last_used = tick;
+                subs.push(q.sub);
+                continue;
+            }
+            if !self.make_room(host, &names) {
+                let text = format!(
+                    "ERR at most {} subscriptions per connection (max_subscriptions)",
+                    self.settings.max_subscriptions
+                );
+                return self.err(&text);
+            }
+            match host.subscribe(name, &self.settings.queue_channel) {
+                Ok(sub) => {
+                    self.queues.push(Queue {
+                        key: (*name).to_string(),
+                        sub,
+                        last_used: tick,
+                    });
+                    subs.push(sub);
+                }
+                Err(Failure(e)) => return self.err(&e),
+            }
+        }
+        for (i, &sub) in subs.iter().enumerate() {
+            if let Err(Failure(e)) = host.set_ready(sub, 1) {
+                for &done in &subs[..i] {
+                    let _ = host.set_ready(done, 0);
+                }
+                return self.err(&e);
+            }
+        }
+        if delay.is_some() {
+            host.set_timer(delay);
+        }
+        self.blocked = Some(Blocked { subs });
+    }
+
+    /// Ends a blocking pop: pauses its subscriptions, disarms the timer.
+    fn unblock(&mut self, host: &mut impl Host) {
+        if let Some(b) = self.blocked.take() {
+            for sub in b.subs {
+                let _ = host.set_ready(sub, 0);
+            }
+            host.set_timer(None);
+        }
+    }
+}
+
+const INVALID_TOPIC: &str =
+    "ERR invalid topic name: NSQ topics are 1-64 characters of a-z A-Z 0-9 . _ -";
+
+/// A key or channel name as an NSQ topic name, if it is UTF-8 (the broker
+/// checks the rest).
+fn topic_name(raw: &[u8]) -> Option<&str> {
+    std::str::from_utf8(raw).ok().filter(|s| !s.is_empty())
+}
+
+/// Redis's rule for client names: printable ASCII without spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|b| (b'!'..=b'~').contains(b))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,443 @@
+//! Session tests against a fake host that records every call: command
+//! replies byte for byte, subscriber mode, blocking pops with their timer,
+//! pipelining behind a block, limits, and protocol errors fed one byte at a
+//! time.
+
+use super::*;
+
+/// A fake gateway: topics with channels, subscriptions, and a log of output.
+#[derive(Default)]
+struct Fake {
+    out: Vec<u8>,
+    closed: bool,
+    timer: Option<Option<u32>>,
+    published: Vec<(String, Vec<u8>)>,
+    /// (topic, channel, ready) per subscription handle; None = unsubscribed.
+    subs: Vec<Option<(String, String, u32)>>,
+    finished: Vec<(u32, String)>,
+    requeued: Vec<(u32, String)>,
+    /// Channels per topic, as stats would list them.
+    channels: Vec<(String, Vec<(String, u64)>)>,
+}
+
+impl Host for Fake {
+    fn write(&mut self, data: &[u8]) -> bool {
+        self.out.extend_from_slice(data);
+        true
+    }
+    fn close(&mut self) {
+        self.closed = true;
+    }
+    fn set_timer(&mut self, delay_ms: Option<u32>) {
+        self.timer = Some(delay_ms);
+    }
+    fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), Failure> {
+        if body.is_empty() {
+            return Err(Failure("ERR a message body must not be empty".into()));
+        }
+        if topic.contains('/') {
+            return Err(Failure("ERR invalid topic name".into()));
+        }
+        self.published.push((topic.into(), body.to_vec()));
+        Ok(())
+    }
+    fn publish_many(&mut self, topic: &str, bodies: &[Vec<u8>]) -> Result<(), Failure> {
+        for b in bodies {
+            self.publish(topic, b)?;
+        }
+        Ok(())
+    }
+    fn topic_info(&mut self, topic: &str) -> Result<Option<TopicInfo>, Failure> {
+        Ok(self
+            .channels
+            .iter()
+            .find(|(t, _)| t == topic)
+            .map(|(_, c)| TopicInfo {
+                depth: 0,
+                channels: c.clone(),
+            }))
+    }
+    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<u32, Failure> {
+        if topic.contains('/') {
+            return Err(Failure("ERR invalid topic name".into()));
+        }
+        self.subs.push(Some((topic.into(), channel.into(), 0)));
+        Ok(u32::try_from(self.subs.len() - 1).unwrap_or(0))
+    }
+    fn set_ready(&mut self, sub: u32, count: u32) -> Result<(), Failure> {
+        match self.subs.get_mut(sub as usize) {
+            Some(Some(s)) => {
+                s.2 = count;
+                Ok(())
+            }
+            _ => Err(Failure("ERR unknown subscription".into())),
+        }
+    }
+    fn unsubscribe(&mut self, sub: u32) {
+        if let Some(s) = self.subs.get_mut(sub as usize) {
+            *s = None;
+        }
+    }
+    fn finish(&mut self, sub: u32, id: &str) -> Result<(), Failure> {
+        self.finished.push((sub, id.into()));
+        Ok(())
+    }
+    fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure> {
+        self.requeued.push((sub, id.into()));
+        Ok(())
+    }
+}
+
+impl Fake {
+    /// Output so far, as text, then cleared.
+    fn take(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.out)).into_owned()
+    }
+    fn live_subs(&self) -> usize {
+        self.subs.iter().flatten().count()
+    }
+}
+
+/// A RESP request array.
+fn cmd(args: &[&str]) -> Vec<u8> {
+    let mut v = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        v.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    v
+}
+
+fn session() -> (Session, Fake) {
+    (Session::new(Settings::default(), 7), Fake::default())
+}
+
+fn run(s: &mut Session, h: &mut Fake, args: &[&str]) -> String {
+    s.on_data(h, &cmd(args));
+    h.take()
+}
+
+fn delivery(id: &str, body: &str) -> Delivery {
+    Delivery {
+        id: id.into(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn connection_commands() {
+    let (mut s, mut h) = session();
+    assert_eq!(run(&mut s, &mut h, &["PING"]), "+PONG\r\n");
+    assert_eq!(run(&mut s, &mut h, &["ping", "hi"]), "$2\r\nhi\r\n");
+    assert_eq!(run(&mut s, &mut h, &["ECHO", "x y"]), "$3\r\nx y\r\n");
+    assert_eq!(run(&mut s, &mut h, &["SELECT", "0"]), "+OK\r\n");
+    assert_eq!(
+        run(&mut s, &mut h, &["SELECT", "1"]),
+        "-ERR DB index is out of range\r\n"
+    );
+    assert_eq!(
+        run(
+            &mut s,
+            &mut h,
+            &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]
+        ),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["client", "setname", "worker-1"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["CLIENT", "GETNAME"]),
+        "$8\r\nworker-1\r\n"
+    );
+    assert_eq!(run(&mut s, &mut h, &["CLIENT", "ID"]), ":7\r\n");
+    assert!(run(&mut s, &mut h, &["HELLO", "2"]).starts_with("*14\r\n$6\r\nserver\r\n"));
+    assert_eq!(
+        run(&mut s, &mut h, &["HELLO", "4"]),
+        "-NOPROTO sorry, this protocol version is not supported.\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["FLUSHALL", "ASYNC", "x"]),
+        "-ERR unknown command 'FLUSHALL', with args beginning with: 'ASYNC' 'x' \r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["PUBLISH", "t"]),
+        "-ERR wrong number of arguments for 'publish' command\r\n"
+    );
+    assert!(!h.closed, "errors keep the connection open");
+    assert_eq!(run(&mut s, &mut h, &["QUIT"]), "+OK\r\n");
+    assert!(h.closed && s.is_closed());
+    assert_eq!(run(&mut s, &mut h, &["PING"]), "", "nothing after QUIT");
+}
+
+#[test]
+fn publish_replies_with_the_channel_count() {
+    let (mut s, mut h) = session();
+    assert_eq!(run(&mut s, &mut h, &["PUBLISH", "t", "hello"]), ":0\r\n");
+    h.channels
+        .push(("t".into(), vec![("a".into(), 0), ("b".into(), 3)]));
+    assert_eq!(run(&mut s, &mut h, &["PUBLISH", "t", "again"]), ":2\r\n");
+    assert_eq!(
+        h.published,
+        vec![
+            ("t".into(), b"hello".to_vec()),
+            ("t".into(), b"again".to_vec())
+        ]
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["PUBLISH", "t", ""]),
+        "-ERR a message body must not be empty\r\n"
+    );
+    // Inline commands work after the first (array) command.
+    s.on_data(&mut h, b"PUBLISH t \"in line\"\r\n");
+    assert_eq!(h.take(), ":2\r\n");
+    assert_eq!(h.published[2].1, b"in line");
+}
+
+#[test]
+fn subscriber_mode() {
+    let (mut s, mut h) = session();
+    assert_eq!(
+        run(&mut s, &mut h, &["SUBSCRIBE", "news", "sport"]),
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$5\r\nsport\r\n:2\r\n"
+    );
+    assert_eq!(
+        h.subs[0],
+        Some(("news".into(), "resp-sub-7#ephemeral".into(), 256))
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["PUBLISH", "news", "x"]),
+        "-ERR Can't execute 'publish': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["PING"]),
+        "*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    );
+    s.on_messages(&mut h, 1, vec![delivery("0000000000000001", "goal")]);
+    assert_eq!(
+        h.take(),
+        "*3\r\n$7\r\nmessage\r\n$5\r\nsport\r\n$4\r\ngoal\r\n"
+    );
+    assert_eq!(h.finished, vec![(1, "0000000000000001".into())]);
+    assert_eq!(
+        run(&mut s, &mut h, &["SUBSCRIBE", "news"]),
+        "*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:2\r\n",
+        "a second SUBSCRIBE to a topic is a no-op"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["UNSUBSCRIBE", "news"]),
+        "*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:1\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["UNSUBSCRIBE"]),
+        "*3\r\n$11\r\nunsubscribe\r\n$5\r\nsport\r\n:0\r\n"
+    );
+    assert_eq!(h.live_subs(), 0);
+    assert_eq!(
+        run(&mut s, &mut h, &["UNSUBSCRIBE"]),
+        "*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["PING"]),
+        "+PONG\r\n",
+        "back to normal"
+    );
+}
+
+#[test]
+fn subscriptions_are_limited() {
+    let settings = Settings {
+        max_subscriptions: 2,
+        ..Settings::default()
+    };
+    let mut s = Session::new(settings, 1);
+    let mut h = Fake::default();
+    let reply = run(&mut s, &mut h, &["SUBSCRIBE", "a", "b", "c"]);
+    assert!(
+        reply.ends_with("-ERR at most 2 subscriptions per connection (max_subscriptions)\r\n"),
+        "{reply}"
+    );
+    assert_eq!(h.live_subs(), 2);
+}
+
+#[test]
+fn brpop_delivers_one_message_and_finishes_it() {
+    let (mut s, mut h) = session();
+    assert_eq!(run(&mut s, &mut h, &["BRPOP", "jobs", "0"]), "");
+    assert_eq!(h.subs[0], Some(("jobs".into(), "resp".into(), 1)));
+    assert_eq!(h.timer, None, "timeout 0 blocks forever");
+    // Pipelined commands wait behind the block.
+    s.on_data(&mut h, &cmd(&["PING"]));
+    assert_eq!(h.take(), "");
+    s.on_messages(&mut h, 0, vec![delivery("00000000000000aa", "job-1")]);
+    assert_eq!(h.take(), "*2\r\n$4\r\njobs\r\n$5\r\njob-1\r\n+PONG\r\n");
+    assert_eq!(h.finished, vec![(0, "00000000000000aa".into())]);
+    assert_eq!(
+        h.subs[0].as_ref().map(|s| s.2),
+        Some(0),
+        "paused after the pop"
+    );
+    // The next pop reuses the cached subscription.
+    assert_eq!(run(&mut s, &mut h, &["BLPOP", "jobs", "other", "0.25"]), "");
+    assert_eq!(h.subs.len(), 2);
+    assert_eq!(h.timer, Some(Some(250)));
+    s.on_timer(&mut h);
+    assert_eq!(h.take(), "*-1\r\n");
+    assert!(h.subs.iter().flatten().all(|s| s.2 == 0));
+    // A late delivery after the timeout goes back to the queue.
+    s.on_messages(&mut h, 1, vec![delivery("00000000000000bb", "late")]);
+    assert_eq!(h.take(), "");
+    assert_eq!(h.requeued, vec![(1, "00000000000000bb".into())]);
+}
+
+#[test]
+fn brpop_arguments() {
+    let (mut s, mut h) = session();
+    assert_eq!(
+        run(&mut s, &mut h, &["BRPOP", "q", "soon"]),
+        "-ERR timeout is not a float or out of range\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["BRPOP", "q", "-1"]),
+        "-ERR timeout is negative\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["BRPOP", "q"]),
+        "-ERR wrong number of arguments for 'brpop' command\r\n"
+    );
+    assert_eq!(
+        run(&mut s, &mut h, &["LPUSH", "q", "a", "b", "c"]),
+        ":3\r\n"
+    );
+    assert_eq!(h.published.len(), 3);
+    h.channels.push(("q".into(), vec![("resp".into(), 5)]));
+    assert_eq!(run(&mut s, &mut h, &["LLEN", "q"]), ":5\r\n");
+}
+
+#[test]
+fn queue_cache_evicts_least_recently_used() {
+    let settings = Settings {
+        max_subscriptions: 2,
+        ..Settings::default()
+    };
+    let mut s = Session::new(settings, 1);
+    let mut h = Fake::default();
+    for key in ["a", "b", "c"] {
+        run(&mut s, &mut h, &["BRPOP", key, "1"]);
+        s.on_timer(&mut h);
+        assert_eq!(h.take(), "*-1\r\n");
+    }
+    assert_eq!(h.live_subs(), 2);
+    assert!(h.subs[0].is_none(), "a was evicted");
+}
+
+/// A protocol error is answered like Redis and closes, whatever the split.
+#[test]
+fn protocol_errors_at_every_split() {
+    let bad = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n:5\r\n".to_vec();
+    let want = "+PONG\r\n-ERR Protocol error: expected '$', got ':'\r\n";
+    for split in 0..bad.len() {
+        let (mut s, mut h) = session();
+        s.on_data(&mut h, &bad[..split]);
+        s.on_data(&mut h, &bad[split..]);
+        assert_eq!(h.take(), want, "split at {split}");
+        assert!(h.closed);
+    }
+    // One byte at a time, too.
+    let (mut s, mut h) = session();
+    for b in &bad {
+        s.on_data(&mut h, std::slice::from_ref(b));
+    }
+    assert_eq!(h.take(), want);
+}
+
+#[test]
+fn oversized_requests_close() {
+    let settings = Settings {
+        max_bulk: 8,
+        max_array: 3,
+        max_query_buffer: 1024,
+        ..Settings::default()
+    };
+    let (mut s, mut h) = (Session::new(settings.clone(), 1), Fake::default());
+    s.on_data(&mut h, b"*2\r\n$4\r\nECHO\r\n$9\r\n");
+    assert_eq!(h.take(), "-ERR Protocol error: invalid bulk length\r\n");
+    assert!(h.closed);
+    let (mut s, mut h) = (Session::new(settings.clone(), 1), Fake::default());
+    s.on_data(&mut h, b"*4\r\n");
+    assert_eq!(
+        h.take(),
+        "-ERR Protocol error: invalid multibulk length\r\n"
+    );
+    let (mut s, mut h) = (Session::new(settings, 1), Fake::default());
+    s.on_data(&mut h, &cmd(&["BRPOP", "q", "0"]));
+    s.on_data(&mut h, &vec![b'x'; 2000]);
+    assert!(
+        h.take()
+            .starts_with("-ERR Protocol error: query buffer of 2000 bytes")
+    );
+    assert!(h.closed);
+}
+
+/// Every valid command sequence gives the same replies however it is split.
+#[test]
+fn replies_do_not_depend_on_chunking() {
+    let mut stream = Vec::new();
+    for c in [
+        cmd(&["PING"]),
+        cmd(&["ECHO", "hello\r\nworld"]),
+        cmd(&["PUBLISH", "t", "m"]),
+        b"PING\r\n".to_vec(),
+        cmd(&["LPUSH", "q", "1", "2"]),
+    ] {
+        stream.extend(c);
+    }
+    let (mut s, mut h) = session();
+    s.on_data(&mut h, &stream);
+    let whole = h.take();
+    for split in 0..stream.len() {
+        let (mut s, mut h) = session();
+        s.on_data(&mut h, &stream[..split]);
+        s.on_data(&mut h, &stream[split..]);
+        assert_eq!(h.take(), whole, "split at {split}");
+    }
+}
+
+#[test]
+fn hello_3_switches_to_resp3() {
+    let (mut s, mut h) = session();
+    let hello = run(&mut s, &mut h, &["HELLO", "3", "SETNAME", "w"]);
+    assert!(hello.starts_with("%7\r\n$6\r\nserver\r\n"), "{hello}");
+    assert!(hello.contains("$5\r\nproto\r\n:3\r\n"), "{hello}");
+    assert_eq!(run(&mut s, &mut h, &["CLIENT", "GETNAME"]), "$1\r\nw\r\n");
+    assert_eq!(
+        run(&mut s, &mut h, &["SUBSCRIBE", "t"]),
+        ">3\r\n$9\r\nsubscribe\r\n$1\r\nt\r\n:1\r\n"
+    );
+    // RESP3 allows any command while subscribed.
+    assert_eq!(run(&mut s, &mut h, &["PING"]), "+PONG\r\n");
+    assert_eq!(run(&mut s, &mut h, &["PUBLISH", "t", "x"]), ":0\r\n");
+    s.on_messages(&mut h, 0, vec![delivery("0000000000000001", "m")]);
+    assert_eq!(h.take(), ">3\r\n$7\r\nmessage\r\n$1\r\nt\r\n$1\r\nm\r\n");
+    assert_eq!(
+        run(&mut s, &mut h, &["UNSUBSCRIBE"]),
+        ">3\r\n$11\r\nunsubscribe\r\n$1\r\nt\r\n:0\r\n"
+    );
+    run(&mut s, &mut h, &["BRPOP", "q", "1"]);
+    s.on_timer(&mut h);
+    assert_eq!(h.take(), "_\r\n");
+    assert_eq!(run(&mut s, &mut h, &["RESET"]), "+RESET\r\n");
+    assert_eq!(run(&mut s, &mut h, &["CLIENT", "GETNAME"]), "$-1\r\n");
+}
+
+#[test]
+fn resp3_can_be_turned_off() {
+    let settings = Settings::from_pairs(&[("resp3".into(), "false".into())]);
+    let mut s = Session::new(settings, 1);
+    let mut h = Fake::default();
+    assert_eq!(
+        run(&mut s, &mut h, &["HELLO", "3"]),
+        "-NOPROTO sorry, this protocol version is not supported.\r\n"
+    );
+    assert!(run(&mut s, &mut h, &["HELLO"]).starts_with("*14\r\n"));
+}
