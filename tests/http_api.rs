@@ -806,3 +806,15 @@ async fn metrics_expose_topics_channels_and_process() {
     assert!(!text.contains("topic=\"mt\""), "{text}");
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test]
+async fn bodies_past_axums_default_limit_are_accepted_up_to_max_body_size() {
+    let (app, ctx) = app();
+    // 3 MiB: over axum's 2 MiB default extractor limit, under max-body-size.
+    let line = format!("{}\n", "x".repeat(1023));
+    let body = line.repeat(3 * 1024);
+    assert_ok_text(&post(&app, "/mpub?topic=big", body).await);
+    assert_eq!(topic_depth(&ctx, "big"), 3 * 1024);
+    let body = "y".repeat(1_048_576);
+    assert_ok_text(&post(&app, "/pub?topic=big", body).await);
+}
