@@ -273,10 +273,10 @@ impl Parser {
                     .get(..blank_start.saturating_sub(1))
                     .unwrap_or_default();
                 let head = parse_head(text, end + 1)?;
-                if let Some(len) = head.content_length {
-                    if head.body_start.saturating_add(len).saturating_add(1) > limits.max_frame {
-                        return Err(ParseError::FrameTooLarge(limits.max_frame));
-                    }
+                if let Some(len) = head.content_length
+                    && head.body_start.saturating_add(len).saturating_add(1) > limits.max_frame
+                {
+                    return Err(ParseError::FrameTooLarge(limits.max_frame));
                 }
                 self.head = Some(head);
                 return Ok(true);

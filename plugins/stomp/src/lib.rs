@@ -339,7 +339,7 @@ fn handle(s: &mut State, f: Frame) -> Result<(), Fatal> {
         Command::Abort => {
             let id = transaction_index(s, &f)?;
             let tx = s.transactions.remove(id);
-            s.transaction_bytes -= tx_bytes(&tx);
+            s.transaction_bytes = s.transaction_bytes.saturating_sub(tx_bytes(&tx));
             Ok(())
         }
         Command::Disconnect => {
@@ -359,15 +359,15 @@ fn connect(s: &mut State, f: &Frame) -> Result<(), Fatal> {
             ),
         )
     })?;
-    if let Some(want) = &s.settings.login {
-        if f.header("login") != Some(want.as_str()) {
-            return Err(fatal("access refused", "bad login or passcode"));
-        }
+    if let Some(want) = &s.settings.login
+        && f.header("login") != Some(want.as_str())
+    {
+        return Err(fatal("access refused", "bad login or passcode"));
     }
-    if let Some(want) = &s.settings.passcode {
-        if f.header("passcode") != Some(want.as_str()) {
-            return Err(fatal("access refused", "bad login or passcode"));
-        }
+    if let Some(want) = &s.settings.passcode
+        && f.header("passcode") != Some(want.as_str())
+    {
+        return Err(fatal("access refused", "bad login or passcode"));
     }
     let client_hb = match f.header("heart-beat") {
         None => (0, 0),
@@ -714,7 +714,7 @@ fn begin(s: &mut State, f: &Frame) -> Result<(), Fatal> {
 fn commit(s: &mut State, f: &Frame) -> Result<(), Fatal> {
     let i = transaction_index(s, f)?;
     let tx = s.transactions.remove(i);
-    s.transaction_bytes -= tx_bytes(&tx);
+    s.transaction_bytes = s.transaction_bytes.saturating_sub(tx_bytes(&tx));
     for op in tx.ops {
         match op {
             TxOp::Send { topic, body } => publish(&topic, &body)?,

@@ -79,10 +79,11 @@ impl Settings {
                     }
                 }
                 "heart_beat_grace" => {
-                    if let Ok(g) = v.parse::<f64>() {
-                        if g.is_finite() && g >= 1.0 {
-                            s.heart_beat_grace = g;
-                        }
+                    if let Ok(g) = v.parse::<f64>()
+                        && g.is_finite()
+                        && g >= 1.0
+                    {
+                        s.heart_beat_grace = g;
                     }
                 }
                 "connect_timeout_ms" => set(&mut s.connect_timeout_ms, v, 0),
@@ -101,10 +102,10 @@ impl Settings {
 /// Parses `v` into `slot` if it is a number of at least `min`.
 fn set<T: std::str::FromStr + PartialOrd + Copy + TryFrom<u32>>(slot: &mut T, v: &str, min: u32) {
     let Ok(min) = T::try_from(min) else { return };
-    if let Ok(n) = v.parse::<T>() {
-        if n >= min {
-            *slot = n;
-        }
+    if let Ok(n) = v.parse::<T>()
+        && n >= min
+    {
+        *slot = n;
     }
 }
 
