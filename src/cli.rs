@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{Config, LogFormat, LogLevel, parse_duration};
+use crate::config::{Config, LogFormat, LogLevel, SyncMode, parse_duration};
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
@@ -34,6 +34,18 @@ pub struct Cli {
     /// Number of messages to keep in memory (per topic/channel).
     #[arg(long, value_name = "N")]
     pub mem_queue_size: Option<u64>,
+    /// Number of bytes per disk queue file before rolling.
+    #[arg(long, value_name = "BYTES")]
+    pub max_bytes_per_file: Option<u64>,
+    /// Number of messages per disk queue fsync (batch mode).
+    #[arg(long, value_name = "N")]
+    pub sync_every: Option<u64>,
+    /// Longest time between disk queue fsyncs (batch mode).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub sync_timeout: Option<Duration>,
+    /// batch: fsync per sync-every/sync-timeout; always: fsync before answering a publish.
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub sync_mode: Option<SyncMode>,
     /// Maximum size of a single message in bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_msg_size: Option<u64>,
@@ -112,6 +124,10 @@ impl Cli {
         set(&mut c.broadcast_address, &self.broadcast_address);
         set(&mut c.data_path, &self.data_path);
         set(&mut c.mem_queue_size, &self.mem_queue_size);
+        set(&mut c.max_bytes_per_file, &self.max_bytes_per_file);
+        set(&mut c.sync_every, &self.sync_every);
+        set(&mut c.sync_timeout, &self.sync_timeout);
+        set(&mut c.sync_mode, &self.sync_mode);
         set(&mut c.max_msg_size, &self.max_msg_size);
         set(&mut c.max_body_size, &self.max_body_size);
         set(&mut c.max_rdy_count, &self.max_rdy_count);

@@ -11,7 +11,18 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::broker::BrokerOptions;
+use crate::broker::diskqueue::{DiskQueueOptions, SyncPolicy};
 use crate::plugin::PluginConfig;
+
+/// When disk queues fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Every `sync_every` messages or `sync_timeout`, as nsqd.
+    Batch,
+    /// Before answering each publish that reached the disk queue.
+    Always,
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -42,6 +53,11 @@ pub struct Config {
     pub broadcast_address: String,
     pub data_path: PathBuf,
     pub mem_queue_size: u64,
+    pub max_bytes_per_file: u64,
+    pub sync_every: u64,
+    #[serde(with = "go_duration")]
+    pub sync_timeout: Duration,
+    pub sync_mode: SyncMode,
     pub max_msg_size: u64,
     pub max_body_size: u64,
     pub max_rdy_count: u64,
@@ -84,6 +100,10 @@ impl Default for Config {
             broadcast_address: default_hostname(),
             data_path: PathBuf::from("."),
             mem_queue_size: 10_000,
+            max_bytes_per_file: 104_857_600,
+            sync_every: 2500,
+            sync_timeout: Duration::from_secs(2),
+            sync_mode: SyncMode::Batch,
             max_msg_size: 1_048_576,
             max_body_size: 5_242_880,
             max_rdy_count: 2500,
@@ -157,6 +177,23 @@ impl Config {
                 &self.max_body_size,
             )?;
         }
+        if self.max_bytes_per_file < 1024 {
+            err(
+                "max_bytes_per_file",
+                "must be at least 1024 bytes",
+                &self.max_bytes_per_file,
+            )?;
+        }
+        if self.sync_every == 0 {
+            err("sync_every", "must be at least 1", &self.sync_every)?;
+        }
+        if self.sync_timeout.is_zero() {
+            err(
+                "sync_timeout",
+                "must be more than 0",
+                &DurationDisplay(self.sync_timeout),
+            )?;
+        }
         if self.max_rdy_count == 0 {
             err("max_rdy_count", "must be at least 1", &self.max_rdy_count)?;
         }
@@ -213,6 +250,18 @@ impl Config {
             max_msg_timeout: self.max_msg_timeout,
             max_channel_consumers: usize::try_from(self.max_channel_consumers)
                 .unwrap_or(usize::MAX),
+            data_path: Some(self.data_path.clone()),
+            disk: DiskQueueOptions {
+                max_bytes_per_file: self.max_bytes_per_file,
+                sync_every: self.sync_every,
+                sync_timeout: self.sync_timeout,
+                sync: match self.sync_mode {
+                    SyncMode::Batch => SyncPolicy::Batch,
+                    SyncMode::Always => SyncPolicy::Always,
+                },
+                max_msg_size: u32::try_from(self.max_msg_size).unwrap_or(u32::MAX),
+                max_total_bytes: None,
+            },
         }
     }
 }

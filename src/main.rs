@@ -57,7 +57,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for (magic, protocol) in registry.entries() {
         info!(magic = %magic, %protocol, "protocol registered");
     }
-    let ctx = Context::new(config, registry);
+    let ctx = Context::open(config, registry)?;
     let shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -1,6 +1,7 @@
 //! A channel: one copy of every message of its topic, shared out among its
-//! consumers. It holds the ready queue and the deferred heap; in-flight
-//! messages live in each `Consumer`, so FIN/REQ/TOUCH never lock the channel.
+//! consumers. It holds the ready queue (memory, then its disk queue once the
+//! memory part is full) and the deferred heap; in-flight messages live in
+//! each `Consumer`, so FIN/REQ/TOUCH never lock the channel.
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
@@ -14,8 +15,11 @@ use tokio::time::Instant;
 use super::BrokerOptions;
 use super::client::{ClientInfo, ClientStats};
 use super::consumer::Consumer;
+use super::deferred_store;
+use super::diskqueue::DiskQueue;
 use super::error::BrokerError;
-use super::message::Message;
+use super::health::Health;
+use super::message::{Message, now_nanos};
 use super::timers::{Timers, lock};
 use super::topic::Topic;
 
@@ -44,7 +48,11 @@ impl Ord for Deferred {
 
 #[derive(Default)]
 struct ChannelState {
+    /// The memory part of the ready queue, up to `mem_queue_size`.
     queue: VecDeque<Message>,
+    /// The rest of the ready queue for a durable channel. While it holds
+    /// anything, new messages go here too, so the queue stays FIFO.
+    disk: Option<DiskQueue>,
     deferred: BinaryHeap<Reverse<Deferred>>,
     clients: Vec<Arc<ClientInfo>>,
     seq: u64,
@@ -60,6 +68,8 @@ pub struct Channel {
     topic: Weak<Topic>,
     /// Where deferred messages ask to be woken.
     timers: Arc<Timers>,
+    /// Disk failures are reported here.
+    health: Arc<Health>,
     /// Queue, deferred heap and client list. Held for a push or a pop only.
     state: Mutex<ChannelState>,
     /// Consumers with spare RDY wait here; publishers `notify_one`.
@@ -80,6 +90,8 @@ impl Channel {
         topic: &Arc<Topic>,
         opts: Arc<BrokerOptions>,
         timers: Arc<Timers>,
+        health: Arc<Health>,
+        disk: Option<DiskQueue>,
     ) -> Self {
         Channel {
             name: name.to_owned(),
@@ -88,7 +100,11 @@ impl Channel {
             opts,
             topic: Arc::downgrade(topic),
             timers,
-            state: Mutex::new(ChannelState::default()),
+            health,
+            state: Mutex::new(ChannelState {
+                disk,
+                ..ChannelState::default()
+            }),
             notify: Notify::new(),
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -128,13 +144,29 @@ impl Channel {
         Ok(Consumer::new(self.clone(), client, &self.opts))
     }
 
+    /// Stops delivery; queued messages stay. Saved in the metadata.
     pub fn pause(&self) {
+        self.pause_quiet();
+        self.save_metadata();
+    }
+
+    pub(crate) fn pause_quiet(&self) {
         self.paused.store(true, Ordering::Release);
     }
 
+    /// Resumes delivery. Saved in the metadata.
     pub fn unpause(&self) {
         self.paused.store(false, Ordering::Release);
         self.wake_all();
+        self.save_metadata();
+    }
+
+    fn save_metadata(&self) {
+        if !self.ephemeral
+            && let Some(topic) = self.topic.upgrade()
+        {
+            topic.save_metadata();
+        }
     }
 
     pub fn is_paused(&self) -> bool {
@@ -145,28 +177,39 @@ impl Channel {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Drops every queued and deferred message. Messages in flight stay with
-    /// their consumers, who may still FIN them.
+    /// Drops every queued and deferred message, on disk too. Messages in
+    /// flight stay with their consumers, who may still FIN them.
     pub fn empty(&self) {
         let mut st = lock(&self.state);
         st.queue.clear();
         st.deferred.clear();
+        if let Some(d) = st.disk.as_mut()
+            && let Err(e) = d.empty()
+        {
+            tracing::warn!(channel = %self.name, error = %e, "cannot empty disk queue");
+        }
     }
 
-    /// Messages ready for delivery.
+    /// Messages ready for delivery, in memory and on disk.
     pub fn depth(&self) -> usize {
-        lock(&self.state).queue.len()
+        let st = lock(&self.state);
+        st.queue.len() + st.disk.as_ref().map_or(0, |d| d.depth() as usize)
     }
 
     pub fn stats(&self) -> ChannelStats {
-        let (depth, deferred_count, clients) = {
+        let (mem, backend, deferred_count, clients) = {
             let st = lock(&self.state);
-            (st.queue.len(), st.deferred.len(), st.clients.clone())
+            (
+                st.queue.len() as u64,
+                st.disk.as_ref().map_or(0, DiskQueue::depth),
+                st.deferred.len(),
+                st.clients.clone(),
+            )
         };
         ChannelStats {
             channel_name: self.name.clone(),
-            depth: depth as u64,
-            backend_depth: 0,
+            depth: mem + backend,
+            backend_depth: backend,
             in_flight_count: self.in_flight.load(Ordering::Relaxed),
             deferred_count: deferred_count as u64,
             message_count: self.message_count.load(Ordering::Relaxed),
@@ -178,29 +221,30 @@ impl Channel {
         }
     }
 
-    /// True when `n` more messages fit in the memory queue.
+    /// True when `n` more messages fit: in memory, or on disk for a durable
+    /// channel (whose disk errors surface from `put_batch`).
     pub(crate) fn has_room(&self, n: usize, deferred: bool) -> bool {
         let st = lock(&self.state);
-        let used = if deferred {
-            st.deferred.len()
+        if deferred {
+            st.deferred.len() + n <= self.opts.max_deferred()
         } else {
-            st.queue.len()
-        };
-        used + n <= self.opts.mem_queue_size
+            st.disk.is_some() || st.queue.len() + n <= self.opts.mem_queue_size
+        }
     }
 
-    /// Appends published messages (the topic checked `has_room`). `due` puts
-    /// them on the deferred heap instead.
+    /// Appends published messages (the topic checked `has_room`): to memory
+    /// while it has room and the disk queue is empty, the rest to disk. `due`
+    /// puts them on the deferred heap instead. A disk failure keeps none of
+    /// the batch in this channel.
     pub(crate) fn put_batch(
         self: &Arc<Self>,
-        msgs: impl ExactSizeIterator<Item = Message>,
+        msgs: &[Message],
         due: Option<Instant>,
-    ) {
+    ) -> Result<(), BrokerError> {
         let n = msgs.len();
         if n == 0 {
-            return;
+            return Ok(());
         }
-        self.message_count.fetch_add(n as u64, Ordering::Relaxed);
         match due {
             Some(due) if due > Instant::now() => {
                 {
@@ -208,16 +252,46 @@ impl Channel {
                     for msg in msgs {
                         st.seq += 1;
                         let seq = st.seq;
-                        st.deferred.push(Reverse(Deferred { due, seq, msg }));
+                        st.deferred.push(Reverse(Deferred {
+                            due,
+                            seq,
+                            msg: msg.clone(),
+                        }));
                     }
                 }
                 self.timers.schedule(due, Arc::downgrade(self));
             }
             _ => {
-                lock(&self.state).queue.extend(msgs);
+                let mut st = lock(&self.state);
+                let in_memory = match &st.disk {
+                    None => n,
+                    Some(d) if d.depth() > 0 => 0,
+                    Some(_) => self
+                        .opts
+                        .mem_queue_size
+                        .saturating_sub(st.queue.len())
+                        .min(n),
+                };
+                st.queue.extend(msgs[..in_memory].iter().cloned());
+                if in_memory < n
+                    && let Some(d) = st.disk.as_mut()
+                {
+                    if let Err(e) = d.put_batch(&msgs[in_memory..]) {
+                        let keep = st.queue.len() - in_memory;
+                        st.queue.truncate(keep);
+                        drop(st);
+                        self.health
+                            .set_error(format!("channel {}:{}: {e}", self.topic_name, self.name));
+                        return Err(BrokerError::Disk(e.to_string()));
+                    }
+                    self.health.set_ok();
+                }
+                drop(st);
                 self.notify.notify_one();
             }
         }
+        self.message_count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Puts messages back for immediate redelivery (REQ 0, timeout, a consumer
@@ -290,10 +364,15 @@ impl Channel {
     ) -> usize {
         let (taken, more) = {
             let mut st = lock(&self.state);
+            let st = &mut *st;
             let mut taken = 0;
             let mut bytes = 0;
             while taken < max_count && (taken == 0 || bytes < max_bytes) {
-                match st.queue.pop_front() {
+                let next = match st.queue.pop_front() {
+                    Some(m) => Some(m),
+                    None => st.disk.as_mut().and_then(DiskQueue::pop),
+                };
+                match next {
                     Some(m) => {
                         bytes += m.body.len();
                         out.push(m);
@@ -302,7 +381,8 @@ impl Channel {
                     None => break,
                 }
             }
-            (taken, !st.queue.is_empty())
+            let more = !st.queue.is_empty() || st.disk.as_ref().is_some_and(|d| d.depth() > 0);
+            (taken, more)
         };
         if more {
             self.notify.notify_one();
@@ -334,16 +414,98 @@ impl Channel {
         }
     }
 
-    /// Marks the channel deleted, drops its messages and wakes its consumers
-    /// so their sessions end.
+    /// Marks the channel deleted, drops its messages (and disk files) and
+    /// wakes its consumers so their sessions end.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        {
+        let disk = {
             let mut st = lock(&self.state);
             st.queue.clear();
             st.deferred.clear();
+            st.disk.take()
+        };
+        if let Some(d) = disk
+            && let Err(e) = d.delete()
+        {
+            tracing::warn!(channel = %self.name, error = %e, "cannot delete disk queue files");
         }
         self.wake_all();
+    }
+
+    /// The channel's disk queue name: `topic:channel` (`:` never occurs in
+    /// a valid name).
+    pub(crate) fn queue_name(topic: &str, channel: &str) -> String {
+        format!("{topic}:{channel}")
+    }
+
+    /// Shutdown: writes the memory queue and the deferred heap to disk and
+    /// fsyncs. Returns how many messages were written.
+    pub(crate) fn persist(&self) -> u64 {
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        let Some(disk) = st.disk.as_mut() else {
+            return 0;
+        };
+        let queued: Vec<Message> = st.queue.drain(..).collect();
+        let mut written = 0;
+        if let Err(e) = disk.put_batch(&queued) {
+            tracing::error!(channel = %self.name, error = %e, "cannot write queued messages on shutdown");
+            st.queue.extend(queued);
+        } else {
+            written += queued.len() as u64;
+        }
+        if let Err(e) = disk.sync() {
+            tracing::error!(channel = %self.name, error = %e, "cannot sync disk queue on shutdown");
+        }
+        if let Some(dir) = self.opts.data_path.as_deref() {
+            let now_i = Instant::now();
+            let now_ns = now_nanos();
+            let deferred: Vec<(i64, Message)> = st
+                .deferred
+                .drain()
+                .map(|Reverse(d)| {
+                    let left = d.due.saturating_duration_since(now_i).as_nanos() as i64;
+                    (now_ns.saturating_add(left), d.msg)
+                })
+                .collect();
+            let name = Self::queue_name(&self.topic_name, &self.name);
+            match deferred_store::save(dir, &name, &self.opts.disk, &deferred) {
+                Ok(()) => written += deferred.len() as u64,
+                Err(e) => {
+                    tracing::error!(channel = %self.name, error = %e, "cannot save deferred messages")
+                }
+            }
+        }
+        written
+    }
+
+    /// Startup: puts back the deferred messages a previous run saved.
+    pub(crate) fn restore_deferred(self: &Arc<Self>) {
+        let Some(dir) = self.opts.data_path.as_deref() else {
+            return;
+        };
+        if lock(&self.state).disk.is_none() {
+            return;
+        }
+        let name = Self::queue_name(&self.topic_name, &self.name);
+        let items = deferred_store::take(dir, &name, &self.opts.disk);
+        for (delay, msg) in items {
+            self.requeue_deferred(msg, Instant::now() + delay);
+        }
+    }
+
+    /// Applies the disk queue's `sync-timeout`.
+    pub(crate) fn maybe_sync(&self, now: Instant) {
+        let mut st = lock(&self.state);
+        if let Some(d) = st.disk.as_mut()
+            && let Err(e) = d.maybe_sync(now)
+        {
+            drop(st);
+            self.health.set_error(format!(
+                "channel {}:{} sync: {e}",
+                self.topic_name, self.name
+            ));
+        }
     }
 
     pub(crate) fn client_count(&self) -> usize {

@@ -24,6 +24,10 @@ pub enum BrokerError {
     /// The channel already has `max-channel-consumers` consumers.
     #[error("too many consumers")]
     TooManyConsumers,
+    /// Writing to the disk queue failed (disk full, I/O error); nothing of
+    /// the publish was kept in the failing queue.
+    #[error("disk write failed: {0}")]
+    Disk(String),
     /// The topic or channel is being deleted, or the broker is shutting down.
     #[error("exiting")]
     Exiting,

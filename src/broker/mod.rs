@@ -1,24 +1,30 @@
 //! The native topic/channel core that every protocol and the HTTP API share.
-//! No sockets here: only topics, channels, consumers and their bounded queues.
+//! No sockets here: only topics, channels, consumers and their bounded queues,
+//! with disk spill-over and metadata under `data_path` when opened durable.
 //! `Broker` is a cheap `Clone` handle; every lock inside is a short
 //! synchronous section, never held across `.await`.
 
 mod channel;
 mod client;
 mod consumer;
-mod error;
+mod deferred_store;
 pub mod diskqueue;
+mod error;
+mod health;
 mod message;
+pub mod metadata;
 pub mod names;
 mod timers;
 mod topic;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 
 pub use channel::{Channel, ChannelStats};
 pub use client::{ClientInfo, ClientMeta, ClientStats};
@@ -27,6 +33,9 @@ pub use error::BrokerError;
 pub use message::{IdGenerator, MSG_ID_LEN, Message, MessageId, now_nanos};
 pub use topic::{Topic, TopicStats};
 
+use diskqueue::{DiskQueue, DiskQueueOptions};
+use health::Health;
+use metadata::{ChannelMeta, Metadata, MetadataStore, TopicMeta};
 use timers::Timers;
 
 /// The core's limits, with nsqd's defaults.
@@ -40,6 +49,19 @@ pub struct BrokerOptions {
     pub max_msg_timeout: Duration,
     /// Consumers per channel; 0 means no limit.
     pub max_channel_consumers: usize,
+    /// Where disk queues and metadata live. Only `Broker::open` uses it;
+    /// `Broker::new` is memory-only.
+    pub data_path: Option<PathBuf>,
+    /// Segment size, fsync policy and size limits of the disk queues.
+    pub disk: DiskQueueOptions,
+}
+
+impl BrokerOptions {
+    /// Deferred messages are kept in memory; this bounds them per channel
+    /// (and per topic without channels).
+    pub fn max_deferred(&self) -> usize {
+        self.mem_queue_size.max(10_000)
+    }
 }
 
 impl Default for BrokerOptions {
@@ -49,6 +71,8 @@ impl Default for BrokerOptions {
             msg_timeout: Duration::from_secs(60),
             max_msg_timeout: Duration::from_secs(15 * 60),
             max_channel_consumers: 0,
+            data_path: None,
+            disk: DiskQueueOptions::default(),
         }
     }
 }
@@ -62,6 +86,11 @@ pub(crate) struct Shared {
     /// or remove a topic.
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     client_ids: AtomicU64,
+    /// Set once a durable broker has restored its metadata; from then on
+    /// every topic/channel change is saved.
+    store: OnceLock<MetadataStore>,
+    /// Disk-queue failures, reported by `/ping` as nsqd does.
+    health: Arc<Health>,
 }
 
 impl Shared {
@@ -81,6 +110,65 @@ impl Shared {
             t.close();
         }
     }
+
+    /// The disk queue for a durable topic or channel named `name` (`topic`
+    /// or `topic:channel`), or `None` when this broker is memory-only or the
+    /// queue cannot be opened (logged, and the queue stays in memory).
+    pub(crate) fn open_queue(&self, name: &str) -> Option<DiskQueue> {
+        let dir = self.opts.data_path.as_ref()?;
+        self.store.get()?;
+        match DiskQueue::open(dir, name, self.opts.disk.clone()) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                error!(queue = name, error = %e, "cannot open disk queue; keeping it in memory only");
+                self.health.set_error(format!("disk queue {name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Saves topic/channel metadata after a change (no-op when memory-only).
+    /// Callers hold no topic or channel lock.
+    pub(crate) fn save_metadata(&self) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        let result = store.save_with(|| self.snapshot());
+        if let Err(e) = result {
+            error!(error = %e, "cannot write metadata");
+            self.health.set_error(format!("metadata: {e}"));
+        }
+    }
+
+    fn snapshot(&self) -> Metadata {
+        let mut topics: Vec<Arc<Topic>> = {
+            let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            map.values()
+                .filter(|t| !t.is_ephemeral())
+                .cloned()
+                .collect()
+        };
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
+        Metadata {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            topics: topics
+                .iter()
+                .map(|t| TopicMeta {
+                    name: t.name().to_owned(),
+                    paused: t.is_paused(),
+                    channels: t
+                        .channels()
+                        .iter()
+                        .filter(|c| !c.is_ephemeral())
+                        .map(|c| ChannelMeta {
+                            name: c.name().to_owned(),
+                            paused: c.is_paused(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Handle to the core.
@@ -90,6 +178,8 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// A memory-only broker: nothing is read from or written to disk, and a
+    /// full memory queue refuses publishes.
     pub fn new(opts: BrokerOptions) -> Self {
         Broker {
             shared: Arc::new(Shared {
@@ -98,8 +188,84 @@ impl Broker {
                 timers: Arc::new(Timers::default()),
                 topics: RwLock::new(HashMap::new()),
                 client_ids: AtomicU64::new(1),
+                store: OnceLock::new(),
+                health: Arc::new(Health::default()),
             }),
         }
+    }
+
+    /// A durable broker under `opts.data_path` (memory-only without one):
+    /// restores topics, channels, their paused state, queued messages and
+    /// deferred messages saved by a previous run. Overflow beyond
+    /// `mem_queue_size` goes to disk queues.
+    pub fn open(opts: BrokerOptions) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let broker = Broker::new(opts);
+        let Some(dir) = broker.shared.opts.data_path.clone() else {
+            return Ok(broker);
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create data path {}", dir.display()))?;
+        let store = MetadataStore::new(&dir);
+        let meta = store
+            .load()
+            .with_context(|| format!("cannot read metadata in {}", dir.display()))?;
+        // From here on topics and channels get disk queues; saves start only
+        // after the restore, which would otherwise rewrite the file per item.
+        let _ = broker.shared.store.set(store);
+        if let Some(meta) = meta {
+            let (mut topics, mut channels) = (0, 0);
+            for tm in &meta.topics {
+                let Ok(topic) = broker.topic_quiet(&tm.name) else {
+                    warn!(topic = %tm.name, "skipping invalid topic name in metadata");
+                    continue;
+                };
+                if tm.paused {
+                    topic.pause_quiet();
+                }
+                topics += 1;
+                for cm in &tm.channels {
+                    match topic.channel_quiet(&cm.name) {
+                        Ok(ch) => {
+                            if cm.paused {
+                                ch.pause_quiet();
+                            }
+                            ch.restore_deferred();
+                            channels += 1;
+                        }
+                        Err(_) => {
+                            warn!(channel = %cm.name, "skipping invalid channel name in metadata")
+                        }
+                    }
+                }
+                topic.restore_deferred();
+            }
+            info!(topics, channels, path = %dir.display(), "restored metadata");
+        }
+        broker.shared.save_metadata();
+        Ok(broker)
+    }
+
+    /// Writes every memory queue, deferred heap and pending message of the
+    /// durable topics and channels to disk, fsyncs, and saves the metadata.
+    /// Called on graceful shutdown after the sessions have ended (their
+    /// consumers put their in-flight messages back on drop).
+    pub fn persist(&self) {
+        if self.shared.store.get().is_none() {
+            return;
+        }
+        let mut saved = 0u64;
+        for topic in self.topics() {
+            saved += topic.persist();
+        }
+        self.shared.save_metadata();
+        info!(messages = saved, "wrote in-memory messages to disk");
+    }
+
+    /// `Ok` while every disk write succeeded since the last failure was
+    /// cleared; `Err` with the last failure otherwise (nsqd's health).
+    pub fn health(&self) -> Result<(), String> {
+        self.shared.health.get()
     }
 
     pub fn options(&self) -> &BrokerOptions {
@@ -116,6 +282,15 @@ impl Broker {
         if let Some(t) = self.existing_topic(name) {
             return Ok(t);
         }
+        let topic = self.topic_quiet(name)?;
+        if !topic.is_ephemeral() {
+            self.shared.save_metadata();
+        }
+        Ok(topic)
+    }
+
+    /// Gets or creates a topic without saving metadata.
+    fn topic_quiet(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
         if !names::is_valid_name(name) {
             return Err(BrokerError::InvalidTopicName(name.to_owned()));
         }
@@ -124,16 +299,25 @@ impl Broker {
             .topics
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        let topic = topics.entry(name.to_owned()).or_insert_with(|| {
-            Arc::new(Topic::new(
-                name,
-                self.shared.opts.clone(),
-                self.shared.ids.clone(),
-                self.shared.timers.clone(),
-                Arc::downgrade(&self.shared),
-            ))
-        });
-        Ok(topic.clone())
+        if let Some(t) = topics.get(name) {
+            return Ok(t.clone());
+        }
+        let disk = if names::is_ephemeral(name) {
+            None
+        } else {
+            self.shared.open_queue(name)
+        };
+        let topic = Arc::new(Topic::new(
+            name,
+            self.shared.opts.clone(),
+            self.shared.ids.clone(),
+            self.shared.timers.clone(),
+            Arc::downgrade(&self.shared),
+            self.shared.health.clone(),
+            disk,
+        ));
+        topics.insert(name.to_owned(), topic.clone());
+        Ok(topic)
     }
 
     pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -153,6 +337,9 @@ impl Broker {
         };
         let topic = removed.ok_or(BrokerError::TopicNotFound)?;
         topic.close();
+        if !topic.is_ephemeral() {
+            self.shared.save_metadata();
+        }
         Ok(())
     }
 
@@ -175,14 +362,43 @@ impl Broker {
             .collect()
     }
 
-    /// Runs the deferred-message clock until `shutdown` is cancelled. The
-    /// server spawns this once.
+    /// Runs the deferred-message clock and the disk queues' `sync-timeout`
+    /// until `shutdown` is cancelled. The server spawns this once.
     pub async fn run_scanner(self, shutdown: CancellationToken) {
         let timers = self.shared.timers.clone();
+        let durable = self.shared.store.get().is_some();
+        let period = self
+            .shared
+            .opts
+            .disk
+            .sync_timeout
+            .max(Duration::from_millis(10));
+        let weak = Arc::downgrade(&self.shared);
         drop(self);
-        timers.run(shutdown).await;
+        let syncer = async {
+            if !durable {
+                return;
+            }
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let Some(shared) = weak.upgrade() else { return };
+                let broker = Broker { shared };
+                let now = tokio::time::Instant::now();
+                for topic in broker.topics() {
+                    topic.maybe_sync(now);
+                }
+            }
+        };
+        tokio::join!(timers.run(shutdown.clone()), syncer);
     }
 }
 
+#[cfg(test)]
+mod durability_tests;
 #[cfg(test)]
 mod tests;

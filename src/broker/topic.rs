@@ -1,6 +1,7 @@
 //! A topic: accepts published messages and fans each one out to every
 //! channel, sharing the body. While it has no channels, or is paused, it
-//! keeps messages in its own bounded queue and hands them on later.
+//! keeps messages in its own queue (bounded memory, then its disk queue when
+//! durable) and hands them on later.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,10 +13,16 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::channel::{Channel, ChannelStats};
+use super::deferred_store;
+use super::diskqueue::DiskQueue;
 use super::error::BrokerError;
+use super::health::Health;
 use super::message::{IdGenerator, Message, MessageId, now_nanos};
 use super::timers::{Timers, lock};
 use super::{BrokerOptions, Shared, names};
+
+/// Messages moved from the topic's disk queue to its channels per step.
+const DRAIN_CHUNK: usize = 1024;
 
 /// A message held by the topic itself, with its due time if deferred.
 struct Pending {
@@ -28,6 +35,8 @@ struct TopicState {
     /// Sorted so stats list channels in a stable order.
     channels: BTreeMap<String, Arc<Channel>>,
     pending: VecDeque<Pending>,
+    /// Overflow of `pending` for a durable topic (never deferred messages).
+    disk: Option<DiskQueue>,
 }
 
 /// A topic.
@@ -37,8 +46,11 @@ pub struct Topic {
     opts: Arc<BrokerOptions>,
     ids: Arc<IdGenerator>,
     timers: Arc<Timers>,
-    /// Used to delete an ephemeral topic when its last channel goes.
+    /// Used to delete an ephemeral topic when its last channel goes, to
+    /// open channels' disk queues and to save metadata.
     broker: Weak<Shared>,
+    /// Disk failures are reported here.
+    health: Arc<Health>,
     /// Channel map and pending queue. The lock also serialises publishes to
     /// this topic, which is what makes MPUB atomic across channels. It is
     /// taken before any channel lock, never after.
@@ -56,6 +68,8 @@ impl Topic {
         ids: Arc<IdGenerator>,
         timers: Arc<Timers>,
         broker: Weak<Shared>,
+        health: Arc<Health>,
+        disk: Option<DiskQueue>,
     ) -> Self {
         Topic {
             name: name.to_owned(),
@@ -64,7 +78,11 @@ impl Topic {
             ids,
             timers,
             broker,
-            state: Mutex::new(TopicState::default()),
+            health,
+            state: Mutex::new(TopicState {
+                disk,
+                ..TopicState::default()
+            }),
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
@@ -110,32 +128,25 @@ impl Topic {
         let mut st = lock(&self.state);
         let first = self.ids.next_block(n as u64);
         let timestamp = now_nanos();
-        let msgs = bodies.into_iter().enumerate().map(|(i, body)| Message {
-            id: MessageId::from_u64(first + i as u64),
-            timestamp,
-            attempts: 0,
-            body,
-        });
+        let msgs: Vec<Message> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Message {
+                id: MessageId::from_u64(first + i as u64),
+                timestamp,
+                attempts: 0,
+                body,
+            })
+            .collect();
         if self.is_paused() || st.channels.is_empty() {
-            if st.pending.len() + n > self.opts.mem_queue_size {
-                return Err(BrokerError::QueueFull);
-            }
-            st.pending.extend(msgs.map(|msg| Pending { msg, due }));
+            self.hold(&mut st, msgs, due)?;
         } else {
             let deferred = due.is_some();
             if !st.channels.values().all(|c| c.has_room(n, deferred)) {
                 return Err(BrokerError::QueueFull);
             }
-            let msgs: Vec<Message> = msgs.collect();
-            let last = st.channels.len() - 1;
-            for (i, ch) in st.channels.values().enumerate() {
-                if i == last {
-                    // The last channel takes the batch itself; the others
-                    // got clones that share the bodies.
-                    ch.put_batch(msgs.into_iter(), due);
-                    break;
-                }
-                ch.put_batch(msgs.iter().cloned(), due);
+            for ch in st.channels.values() {
+                ch.put_batch(&msgs, due)?;
             }
         }
         drop(st);
@@ -145,9 +156,62 @@ impl Topic {
         Ok(first)
     }
 
+    /// Keeps messages in the topic itself (no channels yet, or paused):
+    /// memory first, then the disk queue. Deferred messages stay in memory.
+    fn hold(
+        &self,
+        st: &mut TopicState,
+        msgs: Vec<Message>,
+        due: Option<Instant>,
+    ) -> Result<(), BrokerError> {
+        let n = msgs.len();
+        let cap = if due.is_some() {
+            self.opts.max_deferred()
+        } else {
+            self.opts.mem_queue_size
+        };
+        let in_memory = match (&st.disk, due) {
+            (Some(d), None) if d.depth() > 0 => 0,
+            (Some(_), None) => cap.saturating_sub(st.pending.len()).min(n),
+            _ => {
+                if st.pending.len() + n > cap {
+                    return Err(BrokerError::QueueFull);
+                }
+                n
+            }
+        };
+        if in_memory < n
+            && let Some(d) = st.disk.as_mut()
+        {
+            if let Err(e) = d.put_batch(&msgs[in_memory..]) {
+                self.health.set_error(format!("topic {}: {e}", self.name));
+                return Err(BrokerError::Disk(e.to_string()));
+            }
+            self.health.set_ok();
+        }
+        st.pending.extend(
+            msgs.into_iter()
+                .take(in_memory)
+                .map(|msg| Pending { msg, due }),
+        );
+        Ok(())
+    }
+
     /// Gets or creates a channel. A new channel receives what the topic held
     /// while it had none.
     pub fn channel(self: &Arc<Self>, name: &str) -> Result<Arc<Channel>, BrokerError> {
+        if let Some(ch) = self.existing_channel(name) {
+            return Ok(ch);
+        }
+        let ch = self.channel_quiet(name)?;
+        if !ch.is_ephemeral() {
+            self.save_metadata();
+        }
+        Ok(ch)
+    }
+
+    /// Gets or creates a channel without saving metadata.
+    pub(crate) fn channel_quiet(self: &Arc<Self>, name: &str) -> Result<Arc<Channel>, BrokerError> {
         if !names::is_valid_name(name) {
             return Err(BrokerError::InvalidChannelName(name.to_owned()));
         }
@@ -158,17 +222,31 @@ impl Topic {
         if let Some(ch) = st.channels.get(name) {
             return Ok(ch.clone());
         }
+        let durable = st.disk.is_some() && !names::is_ephemeral(name);
+        let disk = match self.broker.upgrade() {
+            Some(shared) if durable => shared.open_queue(&Channel::queue_name(&self.name, name)),
+            _ => None,
+        };
         let ch = Arc::new(Channel::new(
             name,
             self,
             self.opts.clone(),
             self.timers.clone(),
+            self.health.clone(),
+            disk,
         ));
         st.channels.insert(name.to_owned(), ch.clone());
         if !self.is_paused() {
             Self::drain_pending(&mut st);
         }
         Ok(ch)
+    }
+
+    /// Saves the broker's metadata (no-op for a memory-only broker).
+    pub(crate) fn save_metadata(&self) {
+        if let Some(shared) = self.broker.upgrade() {
+            shared.save_metadata();
+        }
     }
 
     pub fn existing_channel(&self, name: &str) -> Option<Arc<Channel>> {
@@ -188,6 +266,9 @@ impl Topic {
                 .ok_or(BrokerError::ChannelNotFound)?
         };
         ch.close();
+        if !ch.is_ephemeral() {
+            self.save_metadata();
+        }
         self.maybe_release();
         Ok(())
     }
@@ -220,15 +301,29 @@ impl Topic {
     }
 
     /// Stops handing messages to channels; publishes keep queueing here.
+    /// Saved in the metadata.
     pub fn pause(&self) {
+        self.pause_quiet();
+        if !self.ephemeral {
+            self.save_metadata();
+        }
+    }
+
+    pub(crate) fn pause_quiet(&self) {
         self.paused.store(true, Ordering::Release);
     }
 
-    /// Resumes delivery, handing over what queued while paused.
+    /// Resumes delivery, handing over what queued while paused. Saved in the
+    /// metadata.
     pub fn unpause(&self) {
-        let mut st = lock(&self.state);
-        self.paused.store(false, Ordering::Release);
-        Self::drain_pending(&mut st);
+        {
+            let mut st = lock(&self.state);
+            self.paused.store(false, Ordering::Release);
+            Self::drain_pending(&mut st);
+        }
+        if !self.ephemeral {
+            self.save_metadata();
+        }
     }
 
     pub fn is_paused(&self) -> bool {
@@ -237,26 +332,34 @@ impl Topic {
 
     /// Drops the messages the topic itself holds (channels keep theirs).
     pub fn empty(&self) {
-        lock(&self.state).pending.clear();
+        let mut st = lock(&self.state);
+        st.pending.clear();
+        if let Some(d) = st.disk.as_mut()
+            && let Err(e) = d.empty()
+        {
+            tracing::warn!(topic = %self.name, error = %e, "cannot empty disk queue");
+        }
     }
 
-    /// Messages held by the topic itself.
+    /// Messages held by the topic itself, in memory and on disk.
     pub fn depth(&self) -> usize {
-        lock(&self.state).pending.len()
+        let st = lock(&self.state);
+        st.pending.len() + st.disk.as_ref().map_or(0, |d| d.depth() as usize)
     }
 
     pub fn stats(&self) -> TopicStats {
-        let (depth, channels) = {
+        let (mem, backend, channels) = {
             let st = lock(&self.state);
             (
-                st.pending.len(),
+                st.pending.len() as u64,
+                st.disk.as_ref().map_or(0, DiskQueue::depth),
                 st.channels.values().cloned().collect::<Vec<_>>(),
             )
         };
         TopicStats {
             topic_name: self.name.clone(),
-            depth: depth as u64,
-            backend_depth: 0,
+            depth: mem + backend,
+            backend_depth: backend,
             message_count: self.message_count.load(Ordering::Relaxed),
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
             paused: self.is_paused(),
@@ -264,28 +367,139 @@ impl Topic {
         }
     }
 
-    /// Marks the topic deleted and closes its channels.
+    /// Marks the topic deleted, closes its channels and removes its files.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let channels = {
+        let (channels, disk) = {
             let mut st = lock(&self.state);
             st.pending.clear();
-            std::mem::take(&mut st.channels)
+            (std::mem::take(&mut st.channels), st.disk.take())
         };
         for ch in channels.values() {
             ch.close();
         }
+        if let Some(d) = disk
+            && let Err(e) = d.delete()
+        {
+            tracing::warn!(topic = %self.name, error = %e, "cannot delete disk queue files");
+        }
     }
 
+    /// Hands everything the topic holds (memory, then disk) to its channels.
     fn drain_pending(st: &mut TopicState) {
-        if st.channels.is_empty() || st.pending.is_empty() {
+        if st.channels.is_empty() {
             return;
         }
         let pending: Vec<Pending> = st.pending.drain(..).collect();
         for p in pending {
             for ch in st.channels.values() {
-                ch.put_batch(std::iter::once(p.msg.clone()), p.due);
+                if let Err(e) = ch.put_batch(std::slice::from_ref(&p.msg), p.due) {
+                    tracing::error!(channel = %ch.name(), error = %e, "message lost handing over from topic");
+                }
             }
+        }
+        let mut chunk = Vec::with_capacity(DRAIN_CHUNK);
+        while let Some(d) = st.disk.as_mut() {
+            chunk.clear();
+            while chunk.len() < DRAIN_CHUNK {
+                match d.pop() {
+                    Some(m) => chunk.push(m),
+                    None => break,
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            for ch in st.channels.values() {
+                if let Err(e) = ch.put_batch(&chunk, None) {
+                    tracing::error!(channel = %ch.name(), error = %e, "messages lost handing over from topic");
+                }
+            }
+        }
+    }
+
+    /// Shutdown: writes what the topic and its channels hold in memory to
+    /// disk and fsyncs. Returns how many messages were written.
+    pub(crate) fn persist(&self) -> u64 {
+        let channels = self.channels();
+        let mut written: u64 = channels.iter().map(|c| c.persist()).sum();
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        let Some(disk) = st.disk.as_mut() else {
+            return written;
+        };
+        let (mut now_msgs, mut later) = (Vec::new(), Vec::new());
+        let now_i = Instant::now();
+        let now_ns = now_nanos();
+        for p in st.pending.drain(..) {
+            match p.due {
+                Some(due) if due > now_i => {
+                    let left = due.saturating_duration_since(now_i).as_nanos() as i64;
+                    later.push((now_ns.saturating_add(left), p.msg));
+                }
+                _ => now_msgs.push(p.msg),
+            }
+        }
+        match disk
+            .put_batch(&now_msgs)
+            .and_then(|()| disk.sync().map_err(Into::into))
+        {
+            Ok(()) => written += now_msgs.len() as u64,
+            Err(e) => {
+                tracing::error!(topic = %self.name, error = %e, "cannot write queued messages on shutdown")
+            }
+        }
+        if let Some(dir) = self.opts.data_path.as_deref() {
+            match deferred_store::save(dir, &self.name, &self.opts.disk, &later) {
+                Ok(()) => written += later.len() as u64,
+                Err(e) => {
+                    tracing::error!(topic = %self.name, error = %e, "cannot save deferred messages")
+                }
+            }
+        }
+        written
+    }
+
+    /// Startup: takes back deferred messages a previous run saved for the
+    /// topic itself.
+    pub(crate) fn restore_deferred(&self) {
+        let Some(dir) = self.opts.data_path.as_deref() else {
+            return;
+        };
+        let mut st = lock(&self.state);
+        if st.disk.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        for (delay, msg) in deferred_store::take(dir, &self.name, &self.opts.disk) {
+            let due = now + delay;
+            if st.channels.is_empty() || self.is_paused() {
+                st.pending.push_back(Pending {
+                    msg,
+                    due: Some(due),
+                });
+            } else {
+                for ch in st.channels.values() {
+                    if let Err(e) = ch.put_batch(std::slice::from_ref(&msg), Some(due)) {
+                        tracing::error!(channel = %ch.name(), error = %e, "deferred message lost on restore");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the disk queues' `sync-timeout` to the topic and its channels.
+    pub(crate) fn maybe_sync(&self, now: Instant) {
+        for ch in self.channels() {
+            ch.maybe_sync(now);
+        }
+        let mut st = lock(&self.state);
+        if let Some(d) = st.disk.as_mut()
+            && let Err(e) = d.maybe_sync(now)
+        {
+            drop(st);
+            self.health
+                .set_error(format!("topic {} sync: {e}", self.name));
         }
     }
 }

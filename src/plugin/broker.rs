@@ -34,6 +34,7 @@ impl From<BrokerError> for Fail {
             BrokerError::MessageNotInFlight => WitError::NotInFlight,
             BrokerError::TooManyConsumers => WitError::TooManyConsumers,
             BrokerError::Exiting => WitError::Exiting,
+            BrokerError::Disk(e) => WitError::PublishFailed(e),
         })
     }
 }

@@ -33,9 +33,21 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with a fresh broker built from `config`.
+    /// A context with a fresh memory-only broker (nothing read from or
+    /// written to `data_path`): for tests and benches.
     pub fn new(config: Config, registry: Registry) -> Arc<Context> {
         let broker = Broker::new(config.broker_options());
+        Self::with_broker(config, registry, broker)
+    }
+
+    /// A context with a durable broker under `config.data_path`, restoring
+    /// what a previous run left there. This is what `main` uses.
+    pub fn open(config: Config, registry: Registry) -> anyhow::Result<Arc<Context>> {
+        let broker = Broker::open(config.broker_options())?;
+        Ok(Self::with_broker(config, registry, broker))
+    }
+
+    fn with_broker(config: Config, registry: Registry, broker: Broker) -> Arc<Context> {
         Arc::new(Context {
             broker,
             config: Arc::new(config),
@@ -62,7 +74,8 @@ pub struct Listeners {
 }
 
 /// Serves until `ctx.shutdown` is cancelled, then waits up to
-/// `shutdown_timeout` for sessions to end.
+/// `shutdown_timeout` for sessions to end and writes the in-memory messages
+/// of durable topics and channels to disk.
 pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     tracker.spawn(ctx.broker.clone().run_scanner(ctx.shutdown.clone()));
@@ -92,5 +105,8 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
     } else {
         info!("all sessions closed");
     }
+    // Sessions have ended and their consumers have put back what was in
+    // flight: write every in-memory message to disk.
+    ctx.broker.persist();
     Ok(())
 }

@@ -46,13 +46,18 @@ impl TestServer {
         Self::try_start(config).await.expect("gateway starts")
     }
 
-    pub async fn try_start(config: Config) -> anyhow::Result<TestServer> {
+    /// Starts a gateway. A `data_path` left at the default `.` is replaced by
+    /// a fresh temporary directory, so tests never share or leave state.
+    pub async fn try_start(mut config: Config) -> anyhow::Result<TestServer> {
+        if config.data_path == std::path::Path::new(".") {
+            config.data_path = temp_data_dir();
+        }
         let registry = server::build_registry(&config)?;
         let tcp = TcpListener::bind("127.0.0.1:0").await?;
         let http = TcpListener::bind("127.0.0.1:0").await?;
         let tcp_addr = tcp.local_addr()?;
         let http_addr = http.local_addr()?;
-        let ctx = Context::new(config, registry);
+        let ctx = Context::open(config, registry)?;
         let handle = tokio::spawn(server::run(
             Listeners {
                 tcp,
@@ -93,6 +98,20 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.ctx.shutdown.cancel();
     }
+}
+
+/// A new empty directory under the system temp dir.
+pub fn temp_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "nsq-gateway-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp data dir");
+    d
 }
 
 /// One V2 frame: `(frame type, data)`.

@@ -1,0 +1,276 @@
+//! Durability tests of the core: spill-over to disk, restart with queued,
+//! deferred and paused state intact, `mem_queue_size = 0`, disk-full errors
+//! with health reporting, and ephemeral names never touching disk.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::diskqueue::DiskQueueOptions;
+use super::*;
+
+fn data_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nsqgw-dur-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn opts(dir: &Path, mem: usize) -> BrokerOptions {
+    BrokerOptions {
+        mem_queue_size: mem,
+        data_path: Some(dir.to_path_buf()),
+        disk: DiskQueueOptions {
+            max_bytes_per_file: 64 * 1024,
+            ..DiskQueueOptions::default()
+        },
+        ..BrokerOptions::default()
+    }
+}
+
+fn client(b: &Broker) -> Arc<ClientInfo> {
+    let addr: SocketAddr = "127.0.0.1:1".parse().expect("literal");
+    Arc::new(ClientInfo::new(b.next_client_id(), addr, "test"))
+}
+
+/// Takes and FINs everything the channel has right now.
+fn drain(b: &Broker, topic: &str, channel: &str) -> Vec<Bytes> {
+    let ch = b
+        .topic(topic)
+        .expect("topic")
+        .channel(channel)
+        .expect("channel");
+    let mut k = ch.subscribe(client(b)).expect("sub");
+    k.set_ready(1_000_000);
+    let mut got = Vec::new();
+    loop {
+        let mut out = Vec::new();
+        if k.take_messages(1000, usize::MAX, &mut out) == 0 {
+            break;
+        }
+        for m in out {
+            k.finish(&m.id).expect("fin");
+            got.push(m.body);
+        }
+    }
+    got
+}
+
+#[test]
+fn overflow_goes_to_disk_and_everything_survives_a_restart() {
+    let dir = data_dir("restart");
+    let b = Broker::open(opts(&dir, 50)).expect("open");
+    let mut sent = HashSet::new();
+    for t in ["orders", "events"] {
+        let topic = b.topic(t).expect("topic");
+        topic.channel("a").expect("a");
+        topic.channel("b").expect("b");
+        for i in 0..2000 {
+            let body = format!("{t}-{i}");
+            sent.insert(body.clone());
+            topic.publish(Bytes::from(body)).expect("publish");
+        }
+        let st = topic.stats();
+        assert_eq!(st.channels[0].depth, 2000);
+        assert_eq!(
+            st.channels[0].backend_depth, 1950,
+            "beyond mem_queue_size on disk"
+        );
+    }
+    // Part of one channel is consumed before the restart.
+    let ch = b.topic("orders").expect("t").channel("a").expect("c");
+    let mut k = ch.subscribe(client(&b)).expect("sub");
+    k.set_ready(100);
+    let mut first = Vec::new();
+    k.take_messages(100, usize::MAX, &mut first);
+    for m in &first[..60] {
+        k.finish(&m.id).expect("fin");
+    }
+    drop(k); // 40 in flight go back
+    b.persist();
+    drop(ch);
+    drop(b);
+
+    let b = Broker::open(opts(&dir, 50)).expect("reopen");
+    for t in ["orders", "events"] {
+        for c in ["a", "b"] {
+            let got = drain(&b, t, c);
+            let expected = if (t, c) == ("orders", "a") {
+                1940
+            } else {
+                2000
+            };
+            let unique: HashSet<Bytes> = got.iter().cloned().collect();
+            assert_eq!(got.len(), expected, "{t}/{c}");
+            assert_eq!(unique.len(), expected, "{t}/{c}: no duplicates");
+            assert!(
+                got.iter()
+                    .all(|g| sent.contains(std::str::from_utf8(g).expect("utf8")))
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn paused_state_and_channels_survive_a_restart() {
+    let dir = data_dir("meta");
+    {
+        let b = Broker::open(opts(&dir, 10)).expect("open");
+        let t = b.topic("t").expect("t");
+        t.channel("c1").expect("c1").pause();
+        t.channel("c2").expect("c2");
+        b.topic("p").expect("p").pause();
+        b.topic("gone").expect("gone");
+        b.delete_topic("gone").expect("delete");
+        let e = b.topic("e#ephemeral").expect("e");
+        e.channel("x").expect("x");
+        t.channel("x#ephemeral").expect("ephemeral channel");
+    }
+    let b = Broker::open(opts(&dir, 10)).expect("reopen");
+    let names: Vec<String> = b.topics().iter().map(|t| t.name().to_owned()).collect();
+    assert_eq!(
+        names,
+        vec!["p", "t"],
+        "ephemeral and deleted topics are not restored"
+    );
+    let t = b.existing_topic("t").expect("t");
+    let chans: Vec<String> = t.channels().iter().map(|c| c.name().to_owned()).collect();
+    assert_eq!(chans, vec!["c1", "c2"]);
+    assert!(t.existing_channel("c1").expect("c1").is_paused());
+    assert!(!t.existing_channel("c2").expect("c2").is_paused());
+    assert!(b.existing_topic("p").expect("p").is_paused());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deferred_messages_keep_their_due_time_across_a_restart() {
+    let dir = data_dir("deferred");
+    {
+        let b = Broker::open(opts(&dir, 10)).expect("open");
+        let t = b.topic("t").expect("t");
+        t.channel("c").expect("c");
+        t.publish_deferred(Bytes::from_static(b"later"), Duration::from_secs(30))
+            .expect("dpub");
+        assert_eq!(t.stats().channels[0].deferred_count, 1);
+        b.persist();
+    }
+    let b = Broker::open(opts(&dir, 10)).expect("reopen");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(b.clone().run_scanner(shutdown.clone()));
+    let ch = b
+        .existing_topic("t")
+        .expect("t")
+        .existing_channel("c")
+        .expect("c");
+    assert_eq!(ch.stats().deferred_count, 1);
+    assert!(drain(&b, "t", "c").is_empty(), "not due yet");
+    // Paused tokio time does not move the wall clock, so the remaining delay
+    // is still about 30s.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(drain(&b, "t", "c").is_empty(), "not due after 20s");
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(drain(&b, "t", "c"), vec![Bytes::from_static(b"later")]);
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mem_queue_size_zero_sends_everything_through_disk() {
+    let dir = data_dir("zero");
+    let b = Broker::open(opts(&dir, 0)).expect("open");
+    let t = b.topic("t").expect("t");
+    t.channel("c").expect("c");
+    t.publish_many((0..100).map(|i| Bytes::from(format!("m{i}"))).collect())
+        .expect("mpub");
+    assert_eq!(t.stats().channels[0].backend_depth, 100);
+    let got = drain(&b, "t", "c");
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[0], Bytes::from_static(b"m0"), "FIFO");
+    assert_eq!(got[99], Bytes::from_static(b"m99"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_topic_without_channels_spills_and_hands_everything_to_its_first_channel() {
+    let dir = data_dir("pending");
+    let b = Broker::open(opts(&dir, 5)).expect("open");
+    let t = b.topic("t").expect("t");
+    for i in 0..40 {
+        t.publish(Bytes::from(format!("m{i}"))).expect("publish");
+    }
+    assert_eq!(t.depth(), 40);
+    assert_eq!(t.stats().backend_depth, 35);
+    t.channel("c").expect("c");
+    assert_eq!(t.depth(), 0);
+    assert_eq!(drain(&b, "t", "c").len(), 40);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn disk_full_is_a_clean_error_and_health_recovers() {
+    let dir = data_dir("full");
+    let mut o = opts(&dir, 2);
+    o.disk.max_total_bytes = Some(4096);
+    // One record per segment, so consumed space is given back.
+    o.disk.max_bytes_per_file = 1100;
+    let b = Broker::open(o).expect("open");
+    let t = b.topic("t").expect("t");
+    t.channel("c").expect("c");
+    let body = Bytes::from(vec![b'x'; 1000]);
+    let mut failed = None;
+    for i in 0..20 {
+        if let Err(e) = t.publish(body.clone()) {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let (i, e) = failed.expect("the cap is hit");
+    assert!(i >= 2, "memory part accepted first");
+    assert!(matches!(e, BrokerError::Disk(_)), "{e:?}");
+    let health = b.health().expect_err("unhealthy");
+    assert!(health.contains("t:c"), "{health}");
+    // Consuming frees space; publishes that reach the disk succeed again and
+    // health is back (as nsqd, a successful disk write clears it).
+    assert!(!drain(&b, "t", "c").is_empty());
+    for _ in 0..3 {
+        t.publish(body.clone())
+            .expect("publish after space was freed");
+    }
+    assert_eq!(t.stats().channels[0].backend_depth, 1);
+    assert_eq!(b.health(), Ok(()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ephemeral_names_never_touch_disk_and_deleted_topics_leave_no_files() {
+    let dir = data_dir("eph");
+    let b = Broker::open(opts(&dir, 1)).expect("open");
+    let e = b.topic("e#ephemeral").expect("e");
+    let ch = e.channel("c").expect("c");
+    e.publish(Bytes::from_static(b"1")).expect("fits in memory");
+    assert_eq!(
+        e.publish(Bytes::from_static(b"2")),
+        Err(BrokerError::QueueFull)
+    );
+    drop(ch);
+    let t = b.topic("t").expect("t");
+    t.channel("c").expect("c");
+    for _ in 0..10 {
+        t.publish(Bytes::from_static(b"x")).expect("publish");
+    }
+    b.delete_topic("t").expect("delete");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != metadata::METADATA_FILE)
+        .collect();
+    assert!(files.is_empty(), "left behind: {files:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
