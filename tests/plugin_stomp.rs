@@ -7,28 +7,37 @@
 
 mod plugin_support;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nsq_gateway::plugin::PluginConfig;
-use plugin_support::{STEP, Server, V2Client, component, small_limits, start};
+use nsq_gateway::config::Config;
+use nsq_gateway::plugin::{PluginConfig, PluginLimits};
+use plugin_support::{STEP, Server, V2Client, component, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The STOMP plugin with `config` entries over its defaults.
+/// The `stomp` entry of the repository's gateway.yaml (so the shipped
+/// settings are what is tested), with `config` entries overriding it and a
+/// connection cap small enough for a test process.
 fn stomp_plugin(config: &[(&str, &str)]) -> PluginConfig {
-    PluginConfig {
-        name: "stomp".into(),
-        component: component("stomp"),
-        magics: vec!["CONN".into(), "STOM".into()],
-        config: config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<BTreeMap<_, _>>(),
-        limits: small_limits(),
-        override_v2: false,
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("gateway.yaml")).expect("gateway.yaml");
+    let parsed = Config::from_yaml(&text, "gateway.yaml").expect("gateway.yaml parses");
+    let mut p = parsed
+        .plugins
+        .into_iter()
+        .find(|p| p.name == "stomp")
+        .expect("gateway.yaml has a `stomp` plugin");
+    assert_eq!(p.magics, ["CONN", "STOM"]);
+    p.component = component("stomp");
+    p.limits = PluginLimits {
+        max_connections: 64,
+        ..p.limits
+    };
+    for (k, v) in config {
+        p.config.insert(k.to_string(), v.to_string());
     }
+    p
 }
 
 async fn server(config: &[(&str, &str)]) -> Server {
@@ -452,7 +461,8 @@ async fn topic_destinations_fan_out_on_ephemeral_channels() {
     .await;
     // Ephemeral channels go away with their subscribers.
     // MESSAGE frames of /queue/shared may still precede the RECEIPT.
-    a.send(&frame("DISCONNECT", &[("receipt", "bye")], b"")).await;
+    a.send(&frame("DISCONNECT", &[("receipt", "bye")], b""))
+        .await;
     loop {
         let f = a.frame().await;
         if f.command == "RECEIPT" {
