@@ -161,7 +161,9 @@ async fn unknown_path_is_404_not_found() {
 async fn known_path_wrong_method_is_405() {
     let (app, _) = app();
     assert_err(&get(&app, "/pub?topic=t").await, 405, "METHOD_NOT_ALLOWED");
-    assert_err(&get(&app, "/mpub?topic=t").await, 405, "METHOD_NOT_ALLOWED");
+    let r = get(&app, "/mpub?topic=t").await;
+    assert_err(&r, 405, "METHOD_NOT_ALLOWED");
+    assert_eq!(r.header("allow"), Some("POST"));
     assert_err(
         &get(&app, "/topic/create?topic=t").await,
         405,

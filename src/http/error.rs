@@ -177,3 +177,32 @@ pub fn plain_text(status: StatusCode, text: &'static str) -> Response {
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_failures_map_to_nsqds_codes() {
+        assert_eq!(
+            ApiError::from_publish(BrokerError::QueueFull),
+            ApiError::PubFailed
+        );
+        assert_eq!(
+            ApiError::from_publish(BrokerError::Exiting),
+            ApiError::Exiting
+        );
+        assert_eq!(ApiError::Exiting.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::PubFailed.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            ApiError::from_publish(BrokerError::TopicNotFound),
+            ApiError::InternalError
+        );
+        assert_eq!(ApiError::InternalError.status().as_u16(), 500);
+        assert_eq!(ApiError::InvalidValueSize.code(), "INVALID_VALUE");
+        assert_eq!(ApiError::InvalidValueSize.status().as_u16(), 413);
+    }
+}
