@@ -221,7 +221,11 @@ fn parse_multibulk(buf: &[u8], limits: Limits) -> Result<Parsed, ProtocolError> 
         };
         // `0 <= len <= max_bulk`, checked by `count`.
         let len = usize::try_from(len).map_err(|_| ProtocolError::InvalidBulkLength)?;
-        let end = data + len + 2;
+        // `len` fits memory only if this does not overflow (wasm32 usize).
+        let end = data
+            .checked_add(len)
+            .and_then(|e| e.checked_add(2))
+            .ok_or(ProtocolError::InvalidBulkLength)?;
         if end > buf.len() {
             return Ok(Parsed::Incomplete { at_least: end });
         }

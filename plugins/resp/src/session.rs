@@ -49,6 +49,11 @@ pub trait Host {
     fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
 }
 
+/// Replies one event may queue before the rest of the pipeline waits for
+/// the next event: the host refuses more than `limits.output_buffer` (4 MiB
+/// by default) per event, and flushes (with backpressure) between events.
+const OUT_SOFT_LIMIT: usize = 1 << 20;
+
 /// The version reported by HELLO and INFO: the Redis protocol level this
 /// plugin follows (clients gate features on it).
 const REDIS_VERSION: &str = "7.2.0";
@@ -207,6 +212,10 @@ pub struct Session {
     blocked: Option<Blocked>,
     /// The protocol version in use: 2, or 3 after `HELLO 3`.
     proto: u8,
+    /// Processing stopped at `OUT_SOFT_LIMIT` with commands left in
+    /// `pending`; a 0 ms timer resumes it once the output is flushed (or
+    /// the next `on-data`, which also comes after a flush).
+    resume: bool,
     /// Replies of the current event, written once at its end.
     out: Vec<u8>,
 }
@@ -225,6 +234,7 @@ impl Session {
             tick: 0,
             blocked: None,
             proto: 2,
+            resume: false,
             out: Vec::new(),
         }
     }
@@ -293,13 +303,17 @@ impl Session {
         self.flush(host);
     }
 
-    /// The BRPOP timer fired.
+    /// The timer fired: a BRPOP timed out, or a long pipeline resumes.
     pub fn on_timer(&mut self, host: &mut impl Host) {
-        if self.closed || self.blocked.is_none() {
+        if self.closed {
             return;
         }
-        reply::nil_array(&mut self.out, self.proto);
-        self.unblock(host);
+        if self.blocked.is_some() {
+            reply::nil_array(&mut self.out, self.proto);
+            self.unblock(host);
+        } else if !self.resume {
+            return;
+        }
         if !self.pending.is_empty() {
             self.run_pending(host);
         }
@@ -338,6 +352,7 @@ impl Session {
     }
 
     fn run_pending(&mut self, host: &mut impl Host) {
+        self.resume = false;
         let buf = std::mem::take(&mut self.pending);
         let used = self.process(host, &buf);
         self.pending = buf;
@@ -357,6 +372,12 @@ impl Session {
         let mut pos = 0;
         self.need = 0;
         while !self.closed && self.blocked.is_none() && pos < buf.len() {
+            if self.out.len() >= OUT_SOFT_LIMIT {
+                // Let the host flush (and the client read) before going on.
+                self.resume = true;
+                host.set_timer(Some(0));
+                break;
+            }
             let rest = buf.get(pos..).unwrap_or_default();
             match parse::parse(rest, limits) {
                 Ok(Parsed::Multibulk(frame)) => {
@@ -907,9 +928,8 @@ impl Session {
                 return self.err(&e);
             }
         }
-        if delay.is_some() {
-            host.set_timer(delay);
-        }
+        // Also disarms a pending resume timer when blocking forever.
+        host.set_timer(delay);
         self.blocked = Some(Blocked { subs });
     }
 

@@ -265,7 +265,7 @@ fn brpop_delivers_one_message_and_finishes_it() {
     let (mut s, mut h) = session();
     assert_eq!(run(&mut s, &mut h, &["BRPOP", "jobs", "0"]), "");
     assert_eq!(h.subs[0], Some(("jobs".into(), "resp".into(), 1)));
-    assert_eq!(h.timer, None, "timeout 0 blocks forever");
+    assert_eq!(h.timer, Some(None), "timeout 0 blocks forever");
     // Pipelined commands wait behind the block.
     s.on_data(&mut h, &cmd(&["PING"]));
     assert_eq!(h.take(), "");
@@ -440,4 +440,34 @@ fn resp3_can_be_turned_off() {
         "-NOPROTO sorry, this protocol version is not supported.\r\n"
     );
     assert!(run(&mut s, &mut h, &["HELLO"]).starts_with("*14\r\n"));
+}
+
+/// A pipeline whose replies pass `OUT_SOFT_LIMIT` continues from a 0 ms
+/// timer, after the host has flushed what came before.
+#[test]
+fn long_pipelines_resume_on_the_timer() {
+    let (mut s, mut h) = session();
+    let big = "x".repeat(100_000);
+    let mut input = Vec::new();
+    for _ in 0..25 {
+        input.extend(cmd(&["ECHO", &big]));
+    }
+    input.extend(cmd(&["PING"]));
+    s.on_data(&mut h, &input);
+    let first = h.take();
+    assert_eq!(h.timer, Some(Some(0)));
+    assert!(first.len() >= OUT_SOFT_LIMIT && first.len() < 2 * OUT_SOFT_LIMIT);
+    // More data continues the pipeline too (the host flushed before it),
+    // in order.
+    s.on_data(&mut h, &cmd(&["ECHO", "last"]));
+    let mut rest = h.take();
+    assert!(rest.len() >= OUT_SOFT_LIMIT, "{}", rest.len());
+    while h.timer == Some(Some(0)) {
+        h.timer = None;
+        s.on_timer(&mut h);
+        rest.push_str(&h.take());
+    }
+    let all = first + &rest;
+    assert!(all.ends_with("+PONG\r\n$4\r\nlast\r\n"));
+    assert_eq!(all.matches("$100000\r\n").count(), 25);
 }
