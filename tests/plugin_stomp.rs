@@ -767,3 +767,28 @@ async fn bad_input_gets_an_error_and_a_close() {
     let stats = server.plugin("stomp").stats();
     assert_eq!((stats.traps, stats.limit_hits), (0, 0), "{stats:?}");
 }
+
+/// Bad input trickled one byte per write gets the same ERROR as in one write.
+/// Each input ends exactly where the error becomes certain, so the server
+/// never closes with unread bytes (which would reset the connection).
+#[tokio::test]
+async fn bad_input_byte_by_byte_gets_the_same_error() {
+    let server = server(&[("max_header_bytes", "64")]).await;
+    // 66 bytes of one header line without its newline: over 64 (+ a CR).
+    let long = format!("SEND\ndestination:{}", "v".repeat(54)).into_bytes();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (long, "header line longer than 64"),
+        (b"SEND\nx:a\\qb\n\n".to_vec(), "undefined escape"),
+        (
+            frame("SEND", &[("destination", "/elsewhere")], b"x"),
+            "unknown destination",
+        ),
+    ];
+    for (input, want) in cases {
+        let (mut c, _) = Client::connect(server.addr, &[]).await;
+        for b in &input {
+            c.send(std::slice::from_ref(b)).await;
+        }
+        c.expect_error(want).await;
+    }
+}
