@@ -662,3 +662,31 @@ async fn stomp_and_resp_consumers_see_the_same_messages() {
     let got = expect_success(&r.await.expect("resp task"));
     assert_eq!(strings(&got["received"]), strings(&sent["sent"]));
 }
+
+/// A pipeline whose replies are far over the host's per-event output limit
+/// (4 MiB) is answered in full: the plugin pauses at 1 MiB and resumes from
+/// a 0 ms timer once the host has flushed.
+#[tokio::test]
+async fn long_pipelines_are_answered_in_full() {
+    let server = server().await;
+    let c = Raw::connect(&server).await;
+    let big = "y".repeat(300_000);
+    let mut input = Vec::new();
+    for _ in 0..20 {
+        input.extend(cmd(&["ECHO", &big]));
+    }
+    input.extend(cmd(&["PING"]));
+    let (mut rd, mut wr) = c.stream.into_split();
+    let writer = tokio::spawn(async move {
+        wr.write_all(&input).await.expect("write");
+        wr
+    });
+    let want = format!("$300000\r\n{big}\r\n").repeat(20) + "+PONG\r\n";
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(STEP, rd.read_exact(&mut got))
+        .await
+        .expect("replies in time")
+        .expect("read");
+    assert!(got == want.as_bytes(), "replies differ");
+    drop(writer.await);
+}
