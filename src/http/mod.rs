@@ -105,5 +105,26 @@ fn build(state: Arc<HttpState>) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Logs each request as nsqd does (`200 GET /stats 1.2ms`), at debug level
+/// so publishing over HTTP does not flood the log.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let started = tokio::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        status = resp.status().as_u16(),
+        %method,
+        %uri,
+        elapsed = ?started.elapsed(),
+        "HTTP request"
+    );
+    resp
 }
