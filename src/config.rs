@@ -273,7 +273,7 @@ impl fmt::Display for DurationDisplay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         let ms = d.as_millis();
-        if ms < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+        if ms < 1000 && d.subsec_nanos().is_multiple_of(1_000_000) {
             return write!(f, "{ms}ms");
         }
         let secs = d.as_secs();
@@ -454,9 +454,11 @@ mod tests {
             assert!(listed, "gateway.yaml does not list `{key}`");
         }
         // Apart from the host name and the plugin list, the file's values are the defaults.
-        let mut expected = Config::default();
-        expected.broadcast_address = c.broadcast_address.clone();
-        expected.plugins = c.plugins.clone();
+        let expected = Config {
+            broadcast_address: c.broadcast_address.clone(),
+            plugins: c.plugins.clone(),
+            ..Config::default()
+        };
         assert_eq!(
             serde_yaml::to_string(&c).expect("yaml"),
             serde_yaml::to_string(&expected).expect("yaml")
