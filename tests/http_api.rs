@@ -780,6 +780,10 @@ async fn metrics_expose_topics_channels_and_process() {
         );
     }
     assert!(!text.contains("# EOF"));
+    assert!(
+        !text.contains("..\n"),
+        "help texts end in one period: {text}"
+    );
 
     let r = send(
         &app,

@@ -88,81 +88,81 @@ pub fn render(ctx: &Context) -> Option<String> {
     gauge(
         &mut reg,
         "nsq_topics",
-        "Topics that exist now.",
+        "Topics that exist now",
         topics.len() as u64,
     );
     gauge(
         &mut reg,
         "nsq_channels",
-        "Channels that exist now.",
+        "Channels that exist now",
         channel_count as u64,
     );
 
     let t_depth = gauges(
         &mut reg,
         "nsq_topic_depth",
-        "Messages held by the topic itself (no channel yet, or paused).",
+        "Messages held by the topic itself (no channel yet, or paused)",
     );
     let t_backend = gauges(
         &mut reg,
         "nsq_topic_backend_depth",
-        "Messages of the topic on disk.",
+        "Messages of the topic on disk",
     );
-    let t_paused = gauges(&mut reg, "nsq_topic_paused", "1 while the topic is paused.");
+    let t_paused = gauges(&mut reg, "nsq_topic_paused", "1 while the topic is paused");
     let t_msgs = counters(
         &mut reg,
         "nsq_topic_messages",
-        "Messages published to the topic.",
+        "Messages published to the topic",
     );
     let t_bytes = counters(
         &mut reg,
         "nsq_topic_message_bytes",
-        "Bytes of message bodies published to the topic.",
+        "Bytes of message bodies published to the topic",
     );
     let c_depth = gauges(
         &mut reg,
         "nsq_channel_depth",
-        "Messages ready for delivery on the channel.",
+        "Messages ready for delivery on the channel",
     );
     let c_backend = gauges(
         &mut reg,
         "nsq_channel_backend_depth",
-        "Messages of the channel on disk.",
+        "Messages of the channel on disk",
     );
     let c_inflight = gauges(
         &mut reg,
         "nsq_channel_in_flight",
-        "Messages delivered and not yet finished or requeued.",
+        "Messages delivered and not yet finished or requeued",
     );
     let c_deferred = gauges(
         &mut reg,
         "nsq_channel_deferred",
-        "Deferred messages waiting for their time.",
+        "Deferred messages waiting for their time",
     );
     let c_clients = gauges(
         &mut reg,
         "nsq_channel_clients",
-        "Consumers subscribed to the channel.",
+        "Consumers subscribed to the channel",
     );
     let c_paused = gauges(
         &mut reg,
         "nsq_channel_paused",
-        "1 while the channel is paused.",
+        "1 while the channel is paused",
     );
     let c_msgs = counters(
         &mut reg,
         "nsq_channel_messages",
-        "Messages the channel received.",
+        "Messages the channel received",
     );
     let c_requeued = counters(
         &mut reg,
         "nsq_channel_requeued",
-        "Messages requeued by consumers.",
+        "Messages requeued by consumers",
     );
     let c_timed_out = counters(
         &mut reg,
         "nsq_channel_timed_out",
-        "In-flight messages that timed out.",
+        "In-flight messages that timed out",
     );
     for t in &topics {
         let tl: Labels = vec![("topic", t.topic_name.clone())];
@@ -191,12 +191,12 @@ pub fn render(ctx: &Context) -> Option<String> {
     let p_active = gauges(
         &mut reg,
         "nsq_connections_active",
-        "Open connections per protocol (V2 or plugin name).",
+        "Open connections per protocol (V2 or plugin name)",
     );
     let p_total = counters(
         &mut reg,
         "nsq_connections",
-        "Connections accepted per protocol.",
+        "Connections accepted per protocol",
     );
     for p in ctx.stats.protocols() {
         let l: Labels = vec![("protocol", p.protocol.clone())];
@@ -207,51 +207,51 @@ pub fn render(ctx: &Context) -> Option<String> {
     counter(
         &mut reg,
         "nsq_bad_protocol_connections",
-        "Connections that sent an unknown magic.",
+        "Connections that sent an unknown magic",
         ctx.stats.bad_protocol.load(Relaxed),
     );
     counter(
         &mut reg,
         "nsq_magic_failures",
-        "Connections that sent no magic in time.",
+        "Connections that sent no magic in time",
         ctx.stats.magic_failures.load(Relaxed),
     );
     counter(
         &mut reg,
         "nsq_accept_errors",
-        "Transient accept errors survived.",
+        "Transient accept errors survived",
         ctx.stats.accept_errors.load(Relaxed),
     );
 
     let pl_conns = counters(
         &mut reg,
         "nsq_plugin_connections",
-        "Connections served by the plugin.",
+        "Connections served by the plugin",
     );
     let pl_active = gauges(
         &mut reg,
         "nsq_plugin_connections_active",
-        "Open connections of the plugin.",
+        "Open connections of the plugin",
     );
     let pl_traps = counters(
         &mut reg,
         "nsq_plugin_traps",
-        "Connections ended by a guest trap.",
+        "Connections ended by a guest trap",
     );
     let pl_limits = counters(
         &mut reg,
         "nsq_plugin_limit_hits",
-        "Connections ended by a limit (CPU deadline, memory, denied calls).",
+        "Connections ended by a limit (CPU deadline, memory, denied calls)",
     );
     let pl_refused = counters(
         &mut reg,
         "nsq_plugin_refused",
-        "Connections refused at the plugin's connection limit.",
+        "Connections refused at the plugin's connection limit",
     );
     let pl_denied = counters(
         &mut reg,
         "nsq_plugin_denied",
-        "Broker calls refused by the plugin's topic/channel limits.",
+        "Broker calls refused by the plugin's topic/channel limits",
     );
     for p in plugin_stats(ctx) {
         let l: Labels = vec![("plugin", p.name.clone())];
@@ -269,7 +269,7 @@ pub fn render(ctx: &Context) -> Option<String> {
         c.inc_by(v);
         reg.register(
             "process_cpu_seconds",
-            "User and system CPU time spent in seconds.",
+            "User and system CPU time spent in seconds",
             c,
         );
     }
@@ -277,7 +277,7 @@ pub fn render(ctx: &Context) -> Option<String> {
         gauge(
             &mut reg,
             "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
+            "Resident memory size in bytes",
             v,
         );
     }
@@ -285,7 +285,7 @@ pub fn render(ctx: &Context) -> Option<String> {
         gauge(
             &mut reg,
             "process_virtual_memory_bytes",
-            "Virtual memory size in bytes.",
+            "Virtual memory size in bytes",
             v,
         );
     }
@@ -293,7 +293,7 @@ pub fn render(ctx: &Context) -> Option<String> {
         gauge(
             &mut reg,
             "process_open_fds",
-            "Number of open file descriptors.",
+            "Number of open file descriptors",
             v,
         );
     }
@@ -301,19 +301,19 @@ pub fn render(ctx: &Context) -> Option<String> {
         gauge(
             &mut reg,
             "process_max_fds",
-            "Maximum number of open file descriptors.",
+            "Maximum number of open file descriptors",
             v,
         );
     }
     if let Some(v) = proc.threads {
-        gauge(&mut reg, "process_threads", "Number of OS threads.", v);
+        gauge(&mut reg, "process_threads", "Number of OS threads", v);
     }
     if let Some(v) = proc.start_time_seconds {
         let g = Gauge::<f64, AtomicU64>::default();
         g.set(v);
         reg.register(
             "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
+            "Start time of the process since unix epoch in seconds",
             g,
         );
     }
