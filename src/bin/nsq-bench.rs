@@ -141,7 +141,17 @@ fn cpus() -> usize {
         .unwrap_or(1)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nsq-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let threads = match &cli.command {
         Command::Writer(a) => a.common.threads,
@@ -208,17 +218,17 @@ async fn run_writer_only(a: WriterArgs) -> Result<()> {
         .into_iter()
         .map(|w| tokio::spawn(w.run(end)))
         .collect();
-    let messages = join_counts(handles).await?;
+    let totals = join_counts("writer", handles).await?;
     println!(
         "{}",
         Report {
             label: "writer",
             duration: start.elapsed(),
-            messages,
+            messages: totals.count,
             size: a.common.size,
         }
     );
-    Ok(())
+    check_failures(&[("writer", &totals)])
 }
 
 async fn run_reader_only(a: ReaderArgs) -> Result<()> {
@@ -231,17 +241,17 @@ async fn run_reader_only(a: ReaderArgs) -> Result<()> {
         .into_iter()
         .map(|r| tokio::spawn(r.run(a.rdy, end)))
         .collect();
-    let messages = join_counts(handles).await?;
+    let totals = join_counts("reader", handles).await?;
     println!(
         "{}",
         Report {
             label: "reader",
             duration: start.elapsed(),
-            messages,
+            messages: totals.count,
             size: a.common.size,
         }
     );
-    Ok(())
+    check_failures(&[("reader", &totals)])
 }
 
 async fn run_both(a: BothArgs) -> Result<()> {
@@ -260,18 +270,16 @@ async fn run_both(a: BothArgs) -> Result<()> {
         .into_iter()
         .map(|r| tokio::spawn(r.run(a.rdy, end)))
         .collect();
-    let (written, w_done) = {
-        let n = join_counts(w).await?;
-        (n, start.elapsed())
-    };
-    let read = join_counts(r).await?;
+    let written = join_counts("writer", w).await?;
+    let w_done = start.elapsed();
+    let read = join_counts("reader", r).await?;
     let r_done = start.elapsed();
     println!(
         "{}",
         Report {
             label: "writer",
             duration: w_done,
-            messages: written,
+            messages: written.count,
             size: a.common.size,
         }
     );
@@ -280,29 +288,55 @@ async fn run_both(a: BothArgs) -> Result<()> {
         Report {
             label: "reader",
             duration: r_done,
-            messages: read,
+            messages: read.count,
             size: a.common.size,
         }
     );
-    Ok(())
+    check_failures(&[("writer", &written), ("reader", &read)])
 }
 
-async fn join_counts(handles: Vec<tokio::task::JoinHandle<Result<u64>>>) -> Result<u64> {
-    let mut total = 0;
-    let mut first_err = None;
+/// What one worker achieved: its count, and the error that stopped it early.
+struct Outcome {
+    count: u64,
+    error: Option<anyhow::Error>,
+}
+
+/// Totals of a group of workers; `failed` counts workers stopped by an error
+/// (each is reported on stderr with what it had done by then).
+struct Totals {
+    count: u64,
+    failed: usize,
+}
+
+async fn join_counts(role: &str, handles: Vec<tokio::task::JoinHandle<Outcome>>) -> Result<Totals> {
+    let mut totals = Totals {
+        count: 0,
+        failed: 0,
+    };
     for h in handles {
-        match h.await.context("worker task panicked")? {
-            Ok(n) => total += n,
-            Err(e) => {
-                eprintln!("worker failed: {e:#}");
-                first_err.get_or_insert(e);
-            }
+        let outcome = h.await.context("worker task panicked")?;
+        totals.count += outcome.count;
+        if let Some(e) = outcome.error {
+            totals.failed += 1;
+            eprintln!(
+                "{role} stopped early after {} messages: {e:#}",
+                outcome.count
+            );
         }
     }
-    match first_err {
-        Some(e) if total == 0 => Err(e),
-        _ => Ok(total),
+    Ok(totals)
+}
+
+fn check_failures(groups: &[(&str, &Totals)]) -> Result<()> {
+    for (role, t) in groups {
+        if t.failed > 0 {
+            bail!(
+                "{} {role} connection(s) stopped early (see above)",
+                t.failed
+            );
+        }
     }
+    Ok(())
 }
 
 /// Largest frame the bench accepts from the server; nsqd's default
@@ -444,14 +478,19 @@ async fn connect_writers(
 impl Writer {
     /// One batch in flight at a time, as bench_writer does; stops after the
     /// first acknowledgement past `end`.
-    async fn run(mut self, end: Instant) -> Result<u64> {
-        let mut count = 0u64;
+    async fn run(mut self, end: Instant) -> Outcome {
+        let mut count = 0;
+        let error = self.pump(end, &mut count).await.err();
+        Outcome { count, error }
+    }
+
+    async fn pump(&mut self, end: Instant, count: &mut u64) -> Result<()> {
         loop {
             self.conn.stream.write_all(&self.mpub).await?;
             self.conn.expect_ok("MPUB").await?;
-            count += self.batch_size;
+            *count += self.batch_size;
             if Instant::now() >= end {
-                return Ok(count);
+                return Ok(());
             }
         }
     }
@@ -484,11 +523,16 @@ impl Reader {
     /// one socket read go out in one write. The FINs owed at any moment are
     /// bounded by RDY (about 38 bytes each), so writing them inline cannot
     /// deadlock against a server that is itself blocked writing to us.
-    async fn run(mut self, rdy: u64, end: Instant) -> Result<u64> {
+    async fn run(mut self, rdy: u64, end: Instant) -> Outcome {
+        let mut count = 0;
+        let error = self.pump(rdy, end, &mut count).await.err();
+        Outcome { count, error }
+    }
+
+    async fn pump(&mut self, rdy: u64, end: Instant, count: &mut u64) -> Result<()> {
         let conn = &mut self.conn;
         wire::put_rdy(&mut conn.wbuf, rdy);
         conn.flush().await?;
-        let mut count = 0u64;
         let mut errors = 0u64;
         let deadline = tokio::time::sleep_until(end);
         tokio::pin!(deadline);
@@ -500,7 +544,7 @@ impl Reader {
                     wire::FRAME_MESSAGE => {
                         let msg = wire::decode_message(data)?;
                         wire::put_fin(&mut conn.wbuf, msg.id);
-                        count += 1;
+                        *count += 1;
                     }
                     wire::FRAME_RESPONSE if data == wire::HEARTBEAT => {
                         wire::put_nop(&mut conn.wbuf);
@@ -531,7 +575,7 @@ impl Reader {
                 }
             }
         }
-        Ok(count)
+        Ok(())
     }
 }
 
