@@ -126,6 +126,14 @@ pub struct DiskQueue {
     data_unsynced: bool,
     /// Depth or a position changed since the metadata was last written.
     meta_dirty: bool,
+    /// Pops moved the read position since the metadata was written. The
+    /// periodic sync writes the metadata only then, or when the write
+    /// segment changed: after puts alone the data fsync is enough, since
+    /// open recounts the records after the metadata's write end (at most
+    /// about one segment), which halves the fsyncs of a put-only backlog.
+    read_dirty: bool,
+    /// `write_seg` when the metadata was last written (`u64::MAX`: never).
+    meta_write_seg: u64,
     /// Puts and pops since the last sync, against `sync_every`.
     since_sync: u64,
     last_sync: Instant,
@@ -185,6 +193,16 @@ impl DiskQueue {
                 off: 0,
             },
         };
+        // The write segment starts empty, so a read position in it (or past
+        // it, from a damaged file) can only be its start.
+        let read = if read.seg >= write_seg {
+            Pos {
+                seg: write_seg,
+                off: 0,
+            }
+        } else {
+            read
+        };
         let mut q = DiskQueue {
             name: name.to_owned(),
             dir: dir.to_owned(),
@@ -200,6 +218,8 @@ impl DiskQueue {
             total_bytes,
             data_unsynced: false,
             meta_dirty: false,
+            read_dirty: false,
+            meta_write_seg: u64::MAX,
             since_sync: 0,
             last_sync: Instant::now(),
             fsyncs: 0,
@@ -281,6 +301,7 @@ impl DiskQueue {
                 if self.depth != 0 {
                     self.depth = 0;
                     self.meta_dirty = true;
+                    self.read_dirty = true;
                 }
                 return None;
             }
@@ -315,6 +336,7 @@ impl DiskQueue {
                     self.read.off += len as u64;
                     self.depth = self.depth.saturating_sub(1);
                     self.meta_dirty = true;
+                    self.read_dirty = true;
                     self.count_ops(1);
                     return Some(msg);
                 }
@@ -339,6 +361,7 @@ impl DiskQueue {
                     self.read.off = next;
                     self.depth = self.depth.saturating_sub(1);
                     self.meta_dirty = true;
+                    self.read_dirty = true;
                 }
                 Err(e) => {
                     tracing::warn!(queue = %self.name, seg = self.read.seg, error = %e, "disk queue read failed");
@@ -355,6 +378,12 @@ impl DiskQueue {
 
     /// Writes out the buffer, fsyncs the data and writes the metadata.
     pub fn sync(&mut self) -> io::Result<()> {
+        self.sync_inner(true)
+    }
+
+    /// `sync`, except that the periodic kind (`full == false`) skips the
+    /// metadata when only puts within one segment changed it.
+    fn sync_inner(&mut self, full: bool) -> io::Result<()> {
         if !self.write_buf.is_empty() {
             self.commit(self.write_buf.len(), true)?;
         } else if self.data_unsynced {
@@ -364,7 +393,8 @@ impl DiskQueue {
             }
             self.data_unsynced = false;
         }
-        if self.meta_dirty {
+        let meta_due = full || self.read_dirty || self.write_seg != self.meta_write_seg;
+        if self.meta_dirty && meta_due {
             let m = Meta {
                 depth: self.depth,
                 read: self.read,
@@ -376,6 +406,8 @@ impl DiskQueue {
             meta::write(&self.meta_path(), &self.meta_tmp_path(), &m)?;
             self.fsyncs += 1;
             self.meta_dirty = false;
+            self.read_dirty = false;
+            self.meta_write_seg = self.write_seg;
         }
         self.since_sync = 0;
         self.last_sync = Instant::now();
@@ -390,7 +422,7 @@ impl DiskQueue {
             || self.data_unsynced
             || self.meta_dirty;
         if dirty && now.saturating_duration_since(self.last_sync) >= self.opts.sync_timeout {
-            self.sync()?;
+            self.sync_inner(false)?;
             self.last_sync = now;
         }
         Ok(())
@@ -470,7 +502,7 @@ impl DiskQueue {
     fn count_ops(&mut self, n: u64) {
         self.since_sync += n;
         if self.since_sync >= self.opts.sync_every.max(1)
-            && let Err(e) = self.sync()
+            && let Err(e) = self.sync_inner(false)
         {
             tracing::warn!(queue = %self.name, error = %e, "disk queue sync failed");
         }

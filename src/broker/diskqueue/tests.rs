@@ -428,8 +428,49 @@ fn always_policy_fsyncs_every_put_and_batch_policy_every_n() {
     }
     assert_eq!(q.fsync_count(), 0);
     q.put(&msg(99)).unwrap();
-    // Directory, data and metadata.
+    // Directory, data and (first time) metadata.
     assert_eq!(q.fsync_count(), 3);
+    for i in 100..200 {
+        q.put(&msg(i)).unwrap();
+    }
+    // Only puts in the same segment since: the data alone.
+    assert_eq!(q.fsync_count(), 4);
+    for _ in 0..100 {
+        q.pop().unwrap();
+    }
+    // Pops moved the read position: data (nothing new) and metadata.
+    assert_eq!(q.fsync_count(), 5);
+}
+
+#[test]
+fn depth_is_exact_after_a_crash_with_stale_metadata() {
+    let d = TempDir::new();
+    let o = DiskQueueOptions {
+        sync_every: 10,
+        ..opts()
+    };
+    let mut q = DiskQueue::open(d.path(), "t", o.clone()).unwrap();
+    for i in 0..95 {
+        q.put(&msg(i)).unwrap();
+    }
+    for _ in 0..12 {
+        q.pop().unwrap();
+    }
+    for i in 95..133 {
+        q.put(&msg(i)).unwrap();
+    }
+    // Puts and pops count together toward sync_every: the last sync was at
+    // the 140th operation (put of message 127), and the metadata was
+    // written then or earlier with a read position of at most 12.
+    q.crash();
+    let mut q = DiskQueue::open(d.path(), "t", o).unwrap();
+    let depth = q.depth();
+    let got = drain(&mut q);
+    assert_eq!(depth, got.len() as u64, "depth recounted exactly");
+    let first = got[0];
+    assert!(first <= 12, "{first}");
+    assert_eq!(got, (first..first + got.len() as u64).collect::<Vec<_>>());
+    assert!(*got.last().unwrap() >= 127, "{got:?}");
 }
 
 #[test]
