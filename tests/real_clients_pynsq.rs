@@ -144,3 +144,12 @@ async fn pynsq_two_channels_each_get_every_message() {
     assert_eq!(sorted(strings(&r["channel_a"])), sent, "{r}");
     assert_eq!(sorted(strings(&r["channel_b"])), sent, "{r}");
 }
+
+#[test]
+fn harness_run_client_kills_a_hung_client() {
+    let start = std::time::Instant::now();
+    let out = clients::run_client("sleep", &["30"], Duration::from_millis(200));
+    assert!(!out.status.success());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(clients::KILLED_MARKER));
+}
