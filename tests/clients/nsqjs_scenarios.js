@@ -260,25 +260,32 @@ const SCENARIOS = {
   async two_channels (args) {
     const a = new Collector()
     const b = new Collector()
-    let connected = 0
     const ra = makeReader(args, args.channel + '_a', (m) => { a.record(m); m.finish() })
     const rb = makeReader(args, args.channel + '_b', (m) => { b.record(m); m.finish() })
-    ra.once('nsqd_connected', () => connected++)
-    rb.once('nsqd_connected', () => connected++)
-    await waitUntil(() => connected === 2, 5000, 'both Readers to connect')
-    // nsqjs emits nsqd_connected once IDENTIFY is answered and SUB is sent;
-    // give the server a moment to create both channels before publishing.
-    await sleep(500)
     const w = await connectWriter(args)
+    // A channel only receives messages published after it exists, and
+    // nsqjs's nsqd_connected fires before SUB is answered. Publish probes
+    // until each Reader has seen one: from then on both channels exist.
+    const isProbe = (x) => x.startsWith('probe-')
+    const deadline = nowMs() + args.timeout * 1000
+    let probes = 0
+    while (!(a.bodies.some(isProbe) && b.bodies.some(isProbe))) {
+      if (nowMs() > deadline) throw new Error('timeout: waiting for both channels to exist')
+      await publish(w, args.topic, 'probe-' + probes)
+      probes += 1
+      await sleep(100)
+    }
     const sent = bodies('fan', args.count)
     await publish(w, args.topic, sent)
     RESULT.sent = sent
     w.close()
-    await waitUntil(() => a.bodies.length >= sent.length && b.bodies.length >= sent.length,
+    const fan = (c) => c.bodies.filter((x) => !isProbe(x))
+    await waitUntil(() => fan(a).length >= sent.length && fan(b).length >= sent.length,
       args.timeout * 1000, 'both channels to receive every message')
     await sleep(300)
-    RESULT.channel_a = a.bodies
-    RESULT.channel_b = b.bodies
+    RESULT.channel_a = fan(a)
+    RESULT.channel_b = fan(b)
+    RESULT.probes = probes
     ra.close()
     rb.close()
   }

@@ -257,22 +257,38 @@ async def scenario_two_channels(args):
 
     ra = make_reader(args, args.channel + "_a", handler_for(a))
     rb = make_reader(args, args.channel + "_b", handler_for(b))
-    await wait_until(lambda: ra.conns and rb.conns, 5, "both Readers to connect")
-    # SUB is sent right after the IDENTIFY answer that marks the connection
-    # ready; give the server a moment to create both channels before publishing.
-    await asyncio.sleep(0.5)
     writer = await connect_writer(args.nsqd)
+    # A channel only receives messages published after it exists, and pynsq
+    # does not say when SUB was answered. Publish probes until each Reader has
+    # seen one: from then on both channels exist.
+    deadline = time.monotonic() + args.timeout
+    probes = 0
+
+    def seen_probe(col):
+        return any(x.startswith("probe-") for x in col.bodies)
+
+    while not (seen_probe(a) and seen_probe(b)):
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for both channels to exist")
+        await call_pub(writer, "pub", args.topic, ("probe-%d" % probes).encode())
+        probes += 1
+        await asyncio.sleep(0.1)
     sent = bodies("fan", args.count)
     await call_pub(writer, "mpub", args.topic, [s.encode() for s in sent])
     RESULT["sent"] = sent
+
+    def fan(col):
+        return [x for x in col.bodies if not x.startswith("probe-")]
+
     await wait_until(
-        lambda: len(a.bodies) >= len(sent) and len(b.bodies) >= len(sent),
+        lambda: len(fan(a)) >= len(sent) and len(fan(b)) >= len(sent),
         args.timeout,
         "both channels to receive every message",
     )
     await asyncio.sleep(0.3)
-    RESULT["channel_a"] = a.bodies
-    RESULT["channel_b"] = b.bodies
+    RESULT["channel_a"] = fan(a)
+    RESULT["channel_b"] = fan(b)
+    RESULT["probes"] = probes
     ra.close()
     rb.close()
 
