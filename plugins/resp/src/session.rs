@@ -73,6 +73,23 @@ struct Queue {
     last_used: u64,
 }
 
+/// What the broker's stats said about a topic, kept for the rest of one
+/// batch of pipelined commands so PUBLISH/LPUSH replies cost one stats call
+/// per topic per batch instead of one per command.
+struct Snapshot {
+    topic: String,
+    /// Channels of the topic: PUBLISH's reply.
+    channels: usize,
+    /// Messages waiting for BRPOP: LPUSH's reply.
+    waiting: u64,
+    /// Whether a publish adds to `waiting` (the queue channel exists, or
+    /// the topic has no channel and keeps messages itself).
+    counts_pushes: bool,
+}
+
+/// Snapshots kept at most; a batch touching more topics fetches again.
+const MAX_SNAPSHOTS: usize = 64;
+
 /// A BRPOP/BLPOP waiting for a message.
 struct Blocked {
     /// Subscriptions with a ready count of 1, in the order of the keys.
@@ -216,6 +233,8 @@ pub struct Session {
     /// `pending`; a 0 ms timer resumes it once the output is flushed (or
     /// the next `on-data`, which also comes after a flush).
     resume: bool,
+    /// Topic stats fetched during the current batch; see `Snapshot`.
+    snapshots: Vec<Snapshot>,
     /// Replies of the current event, written once at its end.
     out: Vec<u8>,
 }
@@ -235,6 +254,7 @@ impl Session {
             blocked: None,
             proto: 2,
             resume: false,
+            snapshots: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -371,6 +391,7 @@ impl Session {
         let limits = self.settings.limits();
         let mut pos = 0;
         self.need = 0;
+        self.snapshots.clear();
         while !self.closed && self.blocked.is_none() && pos < buf.len() {
             if self.out.len() >= OUT_SOFT_LIMIT {
                 // Let the host flush (and the client read) before going on.
@@ -709,11 +730,42 @@ impl Session {
             return self.err(&e);
         }
         // Redis answers with the receivers; NSQ's are the topic's channels.
-        let receivers = match host.topic_info(topic) {
-            Ok(Some(info)) => info.channels.len(),
-            _ => 0,
-        };
+        let receivers = self.published(host, topic, 1).map_or(0, |s| s.channels);
         reply::integer(&mut self.out, i64::try_from(receivers).unwrap_or(i64::MAX));
+    }
+
+    /// The topic's snapshot after `n` messages were published to it: the
+    /// batch's snapshot advanced by `n`, or fresh stats (which include them).
+    fn published(&mut self, host: &mut impl Host, topic: &str, n: u64) -> Option<&Snapshot> {
+        if let Some(i) = self.snapshots.iter().position(|s| s.topic == topic) {
+            let snap = &mut self.snapshots[i];
+            if snap.counts_pushes {
+                snap.waiting = snap.waiting.saturating_add(n);
+            }
+            return Some(&self.snapshots[i]);
+        }
+        self.fetch(host, topic)
+    }
+
+    /// Fresh stats for `topic`, kept as the batch's snapshot.
+    fn fetch(&mut self, host: &mut impl Host, topic: &str) -> Option<&Snapshot> {
+        let info = host.topic_info(topic).ok()?.unwrap_or_default();
+        let queue = info
+            .channels
+            .iter()
+            .find(|(name, _)| *name == self.settings.queue_channel);
+        let snap = Snapshot {
+            topic: topic.to_string(),
+            channels: info.channels.len(),
+            waiting: queue.map_or(info.depth, |(_, depth)| *depth),
+            counts_pushes: queue.is_some() || info.channels.is_empty(),
+        };
+        self.snapshots.retain(|s| s.topic != topic);
+        if self.snapshots.len() >= MAX_SNAPSHOTS {
+            self.snapshots.clear();
+        }
+        self.snapshots.push(snap);
+        self.snapshots.last()
     }
 
     /// `*3 <kind> <topic or nil> :<count>`.
@@ -728,6 +780,8 @@ impl Session {
     }
 
     fn subscribe(&mut self, host: &mut impl Host, topics: &[&[u8]]) {
+        // New channels change what PUBLISH would answer.
+        self.snapshots.clear();
         for &raw in topics {
             if self.topics.iter().any(|p| p.topic.as_bytes() == raw) {
                 self.confirm(b"subscribe", Some(raw), self.topics.len());
@@ -829,32 +883,20 @@ impl Session {
         // Redis answers with the list's length: here the messages waiting
         // for BRPOP, and at least the ones just pushed (a waiting BRPOP may
         // already have taken them, as Redis hands pushes to blocked clients).
-        let waiting = self.queue_length(host, topic);
         let pushed = u64::try_from(values.len()).unwrap_or(u64::MAX);
+        let waiting = self.published(host, topic, pushed).map_or(0, |s| s.waiting);
         reply::integer(
             &mut self.out,
             i64::try_from(waiting.max(pushed)).unwrap_or(i64::MAX),
         );
     }
 
-    /// Messages waiting on a key's queue channel (or on its topic, before
-    /// the channel exists).
-    fn queue_length(&mut self, host: &mut impl Host, topic: &str) -> u64 {
-        match host.topic_info(topic) {
-            Ok(Some(info)) => info
-                .channels
-                .iter()
-                .find(|(name, _)| *name == self.settings.queue_channel)
-                .map_or(info.depth, |(_, depth)| *depth),
-            _ => 0,
-        }
-    }
-
     fn llen(&mut self, host: &mut impl Host, key: &[u8]) {
         let Some(topic) = topic_name(key) else {
             return self.err(INVALID_TOPIC);
         };
-        let n = self.queue_length(host, topic);
+        // Always fresh: LLEN is how a client looks at the queue.
+        let n = self.fetch(host, topic).map_or(0, |s| s.waiting);
         reply::integer(&mut self.out, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
@@ -892,6 +934,7 @@ impl Session {
             );
             return self.err(&text);
         }
+        self.snapshots.clear();
         let mut subs = Vec::with_capacity(names.len());
         for name in &names {
             self.tick += 1;

@@ -471,3 +471,67 @@ fn long_pipelines_resume_on_the_timer() {
     assert!(all.ends_with("+PONG\r\n$4\r\nlast\r\n"));
     assert_eq!(all.matches("$100000\r\n").count(), 25);
 }
+
+/// Pipelined PUBLISH/LPUSH replies come from one stats call per topic per
+/// batch, advanced by what the batch itself published.
+#[test]
+fn a_batch_fetches_stats_once_per_topic() {
+    #[derive(Default)]
+    struct Counting {
+        inner: Fake,
+        stats_calls: usize,
+    }
+    impl Host for Counting {
+        fn write(&mut self, d: &[u8]) -> bool {
+            self.inner.write(d)
+        }
+        fn close(&mut self) {
+            self.inner.close()
+        }
+        fn set_timer(&mut self, d: Option<u32>) {
+            self.inner.set_timer(d)
+        }
+        fn publish(&mut self, t: &str, b: &[u8]) -> Result<(), Failure> {
+            self.inner.publish(t, b)
+        }
+        fn publish_many(&mut self, t: &str, b: &[Vec<u8>]) -> Result<(), Failure> {
+            self.inner.publish_many(t, b)
+        }
+        fn topic_info(&mut self, t: &str) -> Result<Option<TopicInfo>, Failure> {
+            self.stats_calls += 1;
+            self.inner.topic_info(t)
+        }
+        fn subscribe(&mut self, t: &str, c: &str) -> Result<u32, Failure> {
+            self.inner.subscribe(t, c)
+        }
+        fn set_ready(&mut self, s: u32, n: u32) -> Result<(), Failure> {
+            self.inner.set_ready(s, n)
+        }
+        fn unsubscribe(&mut self, s: u32) {
+            self.inner.unsubscribe(s)
+        }
+        fn finish(&mut self, s: u32, id: &str) -> Result<(), Failure> {
+            self.inner.finish(s, id)
+        }
+        fn requeue(&mut self, s: u32, id: &str) -> Result<(), Failure> {
+            self.inner.requeue(s, id)
+        }
+    }
+    let mut s = Session::new(Settings::default(), 1);
+    let mut h = Counting::default();
+    h.inner
+        .channels
+        .push(("q".into(), vec![("resp".into(), 1), ("other".into(), 0)]));
+    let mut batch = Vec::new();
+    for _ in 0..3 {
+        batch.extend(cmd(&["LPUSH", "q", "a", "b"]));
+        batch.extend(cmd(&["PUBLISH", "q", "c"]));
+    }
+    s.on_data(&mut h, &batch);
+    assert_eq!(h.stats_calls, 1);
+    // The fake's queue depth is 1 (as if a consumer took the rest): the
+    // first reply is max(1, 2), then the batch adds its own publishes.
+    assert_eq!(h.inner.take(), ":2\r\n:2\r\n:4\r\n:2\r\n:7\r\n:2\r\n");
+    s.on_data(&mut h, &cmd(&["LLEN", "q"]));
+    assert_eq!((h.stats_calls, h.inner.take().as_str()), (2, ":1\r\n"));
+}
