@@ -63,9 +63,10 @@ impl Command {
     }
 }
 
-/// One decoded client frame.
+/// One decoded client frame; the body borrows the parser's buffer, so a
+/// SEND body reaches `broker.publish` without a copy in the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
+pub struct Frame<'a> {
     pub command: Command,
     /// Header names and values, unescaped, back to back: one allocation
     /// per frame instead of two per header.
@@ -74,10 +75,10 @@ pub struct Frame {
     /// order; repeated names are kept and the first one wins in `header`
     /// (spec: "Repeated Header Entries").
     headers: Vec<(usize, usize, usize)>,
-    pub body: Vec<u8>,
+    pub body: &'a [u8],
 }
 
-impl Frame {
+impl Frame<'_> {
     /// The first value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -195,6 +196,17 @@ impl Parser {
         self.limits
     }
 
+    /// Takes received bytes; when nothing is buffered the vector itself
+    /// becomes the buffer (no copy, the common case).
+    pub fn push_owned(&mut self, data: Vec<u8>) {
+        if self.start == self.buf.len() {
+            self.buf = data;
+            self.start = 0;
+        } else {
+            self.push(&data);
+        }
+    }
+
     /// Appends received bytes.
     pub fn push(&mut self, data: &[u8]) {
         if self.start == self.buf.len() {
@@ -220,7 +232,7 @@ impl Parser {
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     /// Heart-beat EOLs between frames are skipped.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, ParseError> {
         if self.head.is_none() {
             if self.lines == 0 && self.scanned == 0 && !self.skip_eols() {
                 return Ok(None);
@@ -294,7 +306,7 @@ impl Parser {
     }
 
     /// Completes the pending frame once its body and NUL have arrived.
-    fn take_body(&mut self) -> Result<Option<Frame>, ParseError> {
+    fn take_body(&mut self) -> Result<Option<Frame<'_>>, ParseError> {
         let Some(head) = self.head.as_ref() else {
             return Ok(None);
         };
@@ -326,17 +338,19 @@ impl Parser {
                 }
             }
         };
-        let body = frame
-            .get(head.body_start..body_end)
-            .unwrap_or_default()
-            .to_vec();
+        let body_start = head.body_start;
         let Some(head) = self.head.take() else {
             return Ok(None);
         };
+        let frame_start = self.start;
         self.start += body_end + 1;
         self.line_start = 0;
         self.scanned = 0;
         self.lines = 0;
+        let body = self
+            .buf
+            .get(frame_start + body_start..frame_start + body_end)
+            .unwrap_or_default();
         Ok(Some(Frame {
             command: head.command,
             text: head.text,
@@ -495,23 +509,53 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 mod tests {
     use super::*;
 
-    fn all(parser: &mut Parser) -> Result<Vec<Frame>, ParseError> {
+    /// A frame detached from the parser, to collect across pushes.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Owned {
+        command: Command,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Owned {
+        fn from(f: &Frame<'_>) -> Owned {
+            let headers = f
+                .headers
+                .iter()
+                .map(|&(a, b, c)| (f.text[a..b].to_string(), f.text[b..c].to_string()))
+                .collect();
+            Owned {
+                command: f.command,
+                headers,
+                body: f.body.to_vec(),
+            }
+        }
+
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    fn all(parser: &mut Parser) -> Result<Vec<Owned>, ParseError> {
         let mut out = Vec::new();
         while let Some(f) = parser.next_frame()? {
-            out.push(f);
+            out.push(Owned::from(&f));
         }
         Ok(out)
     }
 
     /// Feeds `chunks` one by one, collecting frames until the first error.
-    fn feed(limits: Limits, chunks: &[&[u8]]) -> (Vec<Frame>, Option<ParseError>) {
+    fn feed(limits: Limits, chunks: &[&[u8]]) -> (Vec<Owned>, Option<ParseError>) {
         let mut p = Parser::new(limits);
         let mut frames = Vec::new();
         for c in chunks {
             p.push(c);
             loop {
                 match p.next_frame() {
-                    Ok(Some(f)) => frames.push(f),
+                    Ok(Some(f)) => frames.push(Owned::from(&f)),
                     Ok(None) => break,
                     Err(e) => return (frames, Some(e)),
                 }

@@ -167,9 +167,12 @@ impl Guest for Stomp {
             if s.heart.expect_every > 0 {
                 s.heart.last_received = connection::now_ms();
             }
-            s.parser.push(&data);
+            // Frames borrow the parser's buffer while the session is changed,
+            // so the parser is taken out of the state for the loop.
+            let mut parser = std::mem::replace(&mut s.parser, Parser::new(s.settings.limits));
+            parser.push_owned(data);
             loop {
-                match s.parser.next_frame() {
+                match parser.next_frame() {
                     Ok(Some(f)) => {
                         let receipt = f.header("receipt").map(str::to_owned);
                         if let Err(e) = handle(s, f) {
@@ -185,17 +188,21 @@ impl Guest for Stomp {
                     }
                     Ok(None) => break,
                     Err(e) => {
+                        let limits = parser.limits();
                         let detail = format!(
                             "{e}. Limits: frame {} bytes, {} headers, header line {} bytes.",
-                            s.parser.limits().max_frame,
-                            s.parser.limits().max_headers,
-                            s.parser.limits().max_header_len
+                            limits.max_frame, limits.max_headers, limits.max_header_len
                         );
                         send_error(s, fatal(format!("malformed frame: {e}"), detail), None);
                         break;
                     }
                 }
             }
+            if s.closed {
+                // Whatever follows an ERROR or DISCONNECT is dropped.
+                parser.reset();
+            }
+            s.parser = parser;
             flush(s);
             if s.closed {
                 connection::close();
@@ -452,11 +459,11 @@ fn send(s: &mut State, f: Frame) -> Result<(), Fatal> {
         s.transaction_bytes = bytes;
         s.transactions[i].ops.push(TxOp::Send {
             topic,
-            body: f.body,
+            body: f.body.to_vec(),
         });
         return Ok(());
     }
-    publish(&topic, &f.body)
+    publish(&topic, f.body)
 }
 
 fn publish(topic: &str, body: &[u8]) -> Result<(), Fatal> {
