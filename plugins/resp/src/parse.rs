@@ -372,8 +372,11 @@ mod tests {
         max_array: 16,
     };
 
-    /// The arguments of the first command, owned, and the bytes it used.
-    fn args_of(buf: &[u8], limits: Limits) -> Result<Option<(Vec<Vec<u8>>, usize)>, ProtocolError> {
+    /// A parsed command's arguments, owned, and the bytes it used.
+    type Owned = (Vec<Vec<u8>>, usize);
+
+    /// The first command of `buf`, if complete.
+    fn args_of(buf: &[u8], limits: Limits) -> Result<Option<Owned>, ProtocolError> {
         Ok(match parse(buf, limits)? {
             Parsed::Multibulk(f) => Some((
                 f.args.iter().map(|r| buf[r.clone()].to_vec()).collect(),
