@@ -233,6 +233,9 @@ pub struct Session {
     /// `pending`; a 0 ms timer resumes it once the output is flushed (or
     /// the next `on-data`, which also comes after a flush).
     resume: bool,
+    /// The host timer is armed (BRPOP timeout or resume), so disarming it
+    /// needs a call; otherwise the call is skipped.
+    timer_armed: bool,
     /// Topic stats fetched during the current batch; see `Snapshot`.
     snapshots: Vec<Snapshot>,
     /// Replies of the current event, written once at its end.
@@ -254,6 +257,7 @@ impl Session {
             blocked: None,
             proto: 2,
             resume: false,
+            timer_armed: false,
             snapshots: Vec::new(),
             out: Vec::new(),
         }
@@ -325,6 +329,7 @@ impl Session {
 
     /// The timer fired: a BRPOP timed out, or a long pipeline resumes.
     pub fn on_timer(&mut self, host: &mut impl Host) {
+        self.timer_armed = false;
         if self.closed {
             return;
         }
@@ -396,7 +401,7 @@ impl Session {
             if self.out.len() >= OUT_SOFT_LIMIT {
                 // Let the host flush (and the client read) before going on.
                 self.resume = true;
-                host.set_timer(Some(0));
+                self.arm(host, Some(0));
                 break;
             }
             let rest = buf.get(pos..).unwrap_or_default();
@@ -498,6 +503,7 @@ impl Session {
             );
             return self.err(&text);
         }
+        // The arity check above guarantees every `args[i]` indexed below.
         let args = &args[1..];
         match cmd {
             Cmd::Ping => self.ping(args),
@@ -675,6 +681,7 @@ impl Session {
             );
             return self.err(&text);
         };
+        // From here `rest` has exactly `want` elements.
         if rest.len() != want {
             return self.wrong_args(name);
         }
@@ -972,7 +979,7 @@ impl Session {
             }
         }
         // Also disarms a pending resume timer when blocking forever.
-        host.set_timer(delay);
+        self.arm(host, delay);
         self.blocked = Some(Blocked { subs });
     }
 
@@ -982,7 +989,16 @@ impl Session {
             for sub in b.subs {
                 let _ = host.set_ready(sub, 0);
             }
-            host.set_timer(None);
+            self.arm(host, None);
+        }
+    }
+
+    /// Sets or clears the host timer, skipping the call when clearing a
+    /// timer that is not armed.
+    fn arm(&mut self, host: &mut impl Host, delay: Option<u32>) {
+        if delay.is_some() || self.timer_armed {
+            host.set_timer(delay);
+            self.timer_armed = delay.is_some();
         }
     }
 }

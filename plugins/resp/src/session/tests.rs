@@ -265,7 +265,7 @@ fn brpop_delivers_one_message_and_finishes_it() {
     let (mut s, mut h) = session();
     assert_eq!(run(&mut s, &mut h, &["BRPOP", "jobs", "0"]), "");
     assert_eq!(h.subs[0], Some(("jobs".into(), "resp".into(), 1)));
-    assert_eq!(h.timer, Some(None), "timeout 0 blocks forever");
+    assert_eq!(h.timer, None, "timeout 0 blocks forever (no timer)");
     // Pipelined commands wait behind the block.
     s.on_data(&mut h, &cmd(&["PING"]));
     assert_eq!(h.take(), "");
