@@ -266,11 +266,14 @@ impl DiskQueue {
         if let Some(limit) = self.opts.max_total_bytes
             && self.total_bytes + bytes > limit
         {
-            return Err(DiskQueueError::Full {
-                used: self.total_bytes,
-                needed: bytes,
-                limit,
-            });
+            self.reclaim_write_segment()?;
+            if self.total_bytes + bytes > limit {
+                return Err(DiskQueueError::Full {
+                    used: self.total_bytes,
+                    needed: bytes,
+                    limit,
+                });
+            }
         }
         let end = self.write_end();
         if end > 0 && end + bytes > self.opts.max_bytes_per_file {
@@ -566,6 +569,36 @@ impl DiskQueue {
                 Err(e)
             }
         }
+    }
+
+    /// Called when the cap is hit while the reader is in the write segment,
+    /// whose space would otherwise never come back (only finished segments
+    /// are deleted): finishes it, and deletes it at once if it is all read.
+    fn reclaim_write_segment(&mut self) -> io::Result<()> {
+        // Segments read to their end are deleted by the next pop; do it now.
+        while self.read.seg < self.write_seg {
+            let (off, max) = (self.read.off, self.opts.max_msg_size);
+            let at_end = match self.reader_for(self.read.seg)? {
+                Some(r) => matches!(r.next(off, u64::MAX, max)?, Step::End),
+                None => {
+                    self.finish_read_segment(false);
+                    continue;
+                }
+            };
+            if !at_end {
+                return Ok(());
+            }
+            self.finish_read_segment(true);
+        }
+        let end = self.write_end();
+        if self.read.seg != self.write_seg || end == 0 {
+            return Ok(());
+        }
+        self.roll()?;
+        if self.read.off >= end {
+            self.finish_read_segment(true);
+        }
+        Ok(())
     }
 
     /// Finishes `write_seg` (written out and fsynced) and starts the next.

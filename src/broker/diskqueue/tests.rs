@@ -344,6 +344,37 @@ fn max_total_bytes_is_a_clean_error_and_pops_free_space() {
 }
 
 #[test]
+fn cap_smaller_than_a_segment_still_recovers() {
+    let d = TempDir::new();
+    let o = DiskQueueOptions {
+        max_total_bytes: Some(10 * REC),
+        max_bytes_per_file: 1 << 20,
+        ..opts()
+    };
+    let mut q = DiskQueue::open(d.path(), "t", o).unwrap();
+    for i in 0..10 {
+        q.put(&msg(i)).unwrap();
+    }
+    assert!(matches!(q.put(&msg(10)), Err(DiskQueueError::Full { .. })));
+    // Fully drained: the write segment is dropped at the next put.
+    assert_eq!(drain(&mut q), (0..10).collect::<Vec<_>>());
+    for i in 10..20 {
+        q.put(&msg(i)).unwrap();
+    }
+    // Half read: the segment is finished, and deleted once read.
+    for i in 10..15 {
+        assert_eq!(q.pop().map(|m| id_of(&m)), Some(i));
+    }
+    assert!(matches!(q.put(&msg(20)), Err(DiskQueueError::Full { .. })));
+    for i in 15..20 {
+        assert_eq!(q.pop().map(|m| id_of(&m)), Some(i));
+    }
+    q.put(&msg(20)).unwrap();
+    assert_eq!(drain(&mut q), vec![20]);
+    assert_eq!(segments(d.path()).len(), 1);
+}
+
+#[test]
 fn too_large_message_is_refused() {
     let d = TempDir::new();
     let mut q = DiskQueue::open(d.path(), "t", opts()).unwrap();
