@@ -67,7 +67,9 @@ pub struct DiskQueueOptions {
     /// prefix from a real one.
     pub max_msg_size: u32,
     /// Cap on the bytes of segment files; `None` means no cap. Space is
-    /// given back when a fully consumed segment is deleted.
+    /// given back when a fully consumed segment is deleted; when the cap is
+    /// hit while the reader is in the write segment, that segment is
+    /// finished early so that reading it through frees it.
     pub max_total_bytes: Option<u64>,
 }
 
@@ -418,7 +420,8 @@ impl DiskQueue {
     }
 
     /// Syncs if anything is dirty and `sync_timeout` has passed since the
-    /// last sync. The broker calls this periodically.
+    /// last sync. The broker calls this periodically. `Instant` is tokio's,
+    /// like the rest of the broker, so paused-time tests drive it.
     pub fn maybe_sync(&mut self, now: Instant) -> io::Result<()> {
         let dirty = self.since_sync > 0
             || !self.write_buf.is_empty()
