@@ -210,3 +210,24 @@ async fn line_too_long_closes() {
     );
     assert!(c.closed().await);
 }
+
+/// Pipelined PUBs are coalesced into one publish-many by LINE; every line
+/// still gets its own answer, in order, and errors stay per line.
+#[tokio::test]
+async fn line_pipelined_pubs_are_answered_in_order() {
+    let server = start(vec![line_plugin()]).await;
+    let mut c = LineClient::line(server.addr).await;
+    let mut script = String::new();
+    for i in 0..300 {
+        script.push_str(&format!("PUB piped m{i}\n"));
+    }
+    script.push_str("PUB bad/topic x\nPUB piped last\nPING");
+    c.send(&script).await;
+    for i in 0..300 {
+        assert_eq!(c.read_line().await, "OK", "line {i}");
+    }
+    assert!(c.read_line().await.starts_with("ERR invalid topic name"));
+    assert_eq!(c.read_line().await, "OK");
+    assert_eq!(c.read_line().await, "PONG");
+    assert_eq!(server.ctx.broker.stats(Some("piped"))[0].message_count, 301);
+}

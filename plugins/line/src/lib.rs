@@ -17,6 +17,9 @@ use nsq::gateway::types::{BrokerError, ConnectInfo, Message};
 
 /// Default longest accepted line, overridable with `config.max_line_bytes`.
 const DEFAULT_MAX_LINE: usize = 1024 * 1024;
+/// Most PUBs coalesced into one `publish-many` (the host's default
+/// `limits.max_batch` is 256).
+const MAX_PUB_BATCH: usize = 256;
 /// Default ready count after SUB, overridable with `config.default_rdy`.
 const DEFAULT_RDY: u32 = 1;
 /// Upper bound for `RDY n`, like nsqd's `--max-rdy-count`.
@@ -99,6 +102,11 @@ struct State {
     sub: Option<Subscription>,
     /// Set once QUIT or a fatal error closed the connection; input is ignored.
     closed: bool,
+    /// Topic of the consecutive PUBs gathered in `batch`.
+    batch_topic: String,
+    /// Bodies of consecutive PUBs to one topic within one `on-data` call,
+    /// published with one `publish-many` (one host call, one topic lookup).
+    batch: Vec<Vec<u8>>,
 }
 
 thread_local! {
@@ -108,6 +116,8 @@ thread_local! {
         default_rdy: DEFAULT_RDY,
         sub: None,
         closed: false,
+        batch_topic: String::new(),
+        batch: Vec::new(),
     }) };
 }
 
@@ -189,6 +199,7 @@ impl Guest for Line {
                     }
                 }
             }
+            flush_batch(s, &mut out);
             flush(&mut out);
             if s.closed {
                 connection::close();
@@ -241,6 +252,7 @@ fn flush(out: &mut Vec<u8>) {
 
 /// Ends a connection whose client sent a line over the limit.
 fn too_long(s: &mut State, out: &mut Vec<u8>) {
+    flush_batch(s, out);
     out.extend_from_slice(
         format!("ERR line too long (max {} bytes), closing\n", s.max_line).as_bytes(),
     );
@@ -259,10 +271,23 @@ fn handle_line(s: &mut State, line: &[u8], out: &mut Vec<u8>) {
     let command = match parse(line) {
         Ok(c) => c,
         Err(reason) => {
+            flush_batch(s, out);
             out.extend_from_slice(format!("ERR {reason}\n").as_bytes());
             return;
         }
     };
+    if let Command::Pub { topic, body } = command {
+        if !s.batch.is_empty() && (s.batch_topic != topic || s.batch.len() >= MAX_PUB_BATCH) {
+            flush_batch(s, out);
+        }
+        if s.batch.is_empty() {
+            s.batch_topic.clear();
+            s.batch_topic.push_str(topic);
+        }
+        s.batch.push(body);
+        return;
+    }
+    flush_batch(s, out);
     let reply = run(s, command);
     match reply {
         Ok(text) => {
@@ -271,6 +296,47 @@ fn handle_line(s: &mut State, line: &[u8], out: &mut Vec<u8>) {
         }
         Err(reason) => out.extend_from_slice(format!("ERR {reason}\n").as_bytes()),
     }
+}
+
+/// Publishes the gathered PUBs and appends one reply line per PUB, in order.
+fn flush_batch(s: &mut State, out: &mut Vec<u8>) {
+    if s.batch.is_empty() {
+        return;
+    }
+    let bodies = std::mem::take(&mut s.batch);
+    let result = if bodies.len() == 1 {
+        broker::publish(&s.batch_topic, &bodies[0])
+    } else {
+        broker::publish_many(&s.batch_topic, &bodies)
+    };
+    match result {
+        Ok(()) => {
+            for _ in 0..bodies.len() {
+                out.extend_from_slice(b"OK\n");
+            }
+        }
+        // A batch is all-or-nothing; if it was refused as a batch (too big
+        // for this gateway's limits, one bad body), retry each PUB alone so
+        // every line gets its own answer.
+        Err(BrokerError::InvalidArgument(_) | BrokerError::PublishFailed(_))
+            if bodies.len() > 1 =>
+        {
+            for body in &bodies {
+                match broker::publish(&s.batch_topic, body) {
+                    Ok(()) => out.extend_from_slice(b"OK\n"),
+                    Err(e) => out.extend_from_slice(format!("ERR {}\n", describe(&e)).as_bytes()),
+                }
+            }
+        }
+        Err(e) => {
+            let line = format!("ERR {}\n", describe(&e));
+            for _ in 0..bodies.len() {
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+    s.batch = bodies;
+    s.batch.clear();
 }
 
 /// Executes a command; `Ok` carries the full reply line without its newline.

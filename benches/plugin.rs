@@ -1,0 +1,429 @@
+//! Plugin host figures for issue 5, as a plain bench binary
+//! (`cargo bench --bench plugin`, `harness = false`):
+//! 1. instantiation latency per connection (Store + instance from the
+//!    `InstancePre`), p50/p99, with and without the pooling allocator;
+//! 2. memory per idle LINE connection at 10,000 connections (server RSS
+//!    delta / n; the clients run in a child process so their sockets and
+//!    buffers are not counted);
+//! 3. server CPU per published message, LINE vs V2, same workload (100-byte
+//!    bodies, one pipelined connection), measured as the CPU time of the
+//!    server's single runtime thread; LINE under each CPU budget (epoch,
+//!    fuel, none) to show what the deadline costs.
+//!
+//! Arguments: `[instantiate] [memory] [cpu]` to run a subset (default all);
+//! `BENCH_CONNS` overrides 10,000 and `BENCH_MSGS` 200,000.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nsq_gateway::broker::{Broker, BrokerOptions};
+use nsq_gateway::config::Config;
+use nsq_gateway::plugin::{CpuBudget, HostOptions, PluginConfig, PluginLimits, load_plugins_with};
+use nsq_gateway::server::{Context, Handler, Listeners, Registry};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn line_config(max_connections: usize) -> PluginConfig {
+    PluginConfig {
+        name: "line".into(),
+        component: std::path::PathBuf::from(env!("NSQ_GATEWAY_PLUGIN_DIR")).join("line.wasm"),
+        magics: vec!["LINE".into()],
+        config: Default::default(),
+        limits: PluginLimits {
+            max_connections,
+            ..PluginLimits::default()
+        },
+        override_v2: false,
+    }
+}
+
+fn env_usize(key: &str, default: usize) -> usize {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.first().map(String::as_str) == Some("hold-clients") {
+        return hold_clients(&args[1..]);
+    }
+    let all = args.is_empty();
+    let want = |name: &str| all || args.iter().any(|a| a == name);
+    if want("instantiate") {
+        instantiation()?;
+    }
+    if want("memory") {
+        memory()?;
+    }
+    if want("cpu") {
+        cpu()?;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn instantiation() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for pooling in [true, false] {
+        for cpu in [CpuBudget::Epoch, CpuBudget::Fuel] {
+            let opts = HostOptions {
+                pooling,
+                cpu,
+                ..HostOptions::default()
+            };
+            let plugins = load_plugins_with(&[line_config(1000)], &opts)?;
+            let plugin = plugins[0].1.clone();
+            let broker = Broker::new(BrokerOptions::default());
+            let n = 20_000;
+            let mut times = Vec::with_capacity(n);
+            rt.block_on(async {
+                for _ in 0..1000 {
+                    plugin.bench_instantiate(&broker).await?;
+                }
+                for _ in 0..n {
+                    let t = Instant::now();
+                    plugin.bench_instantiate(&broker).await?;
+                    times.push(t.elapsed());
+                }
+                anyhow::Ok(())
+            })?;
+            times.sort();
+            println!(
+                "instantiate: pooling={pooling:<5} cpu={cpu:?}: p50 {:.1} µs, p99 {:.1} µs (n={n})",
+                percentile(&times, 0.50).as_secs_f64() * 1e6,
+                percentile(&times, 0.99).as_secs_f64() * 1e6,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Starts the gateway with LINE on a current-thread runtime in its own thread.
+/// Returns the address and a handle to run closures on the server thread.
+struct ServerThread {
+    addr: SocketAddr,
+    handle: tokio::runtime::Handle,
+    ctx: Arc<Context>,
+}
+
+fn start_server(opts: &HostOptions, max_connections: usize) -> anyhow::Result<ServerThread> {
+    let mut config = Config::default();
+    config.max_connections = 20_000;
+    config.mem_queue_size = 10_000_000;
+    config.plugins = vec![line_config(max_connections)];
+    let loaded = load_plugins_with(&config.plugins, opts)?;
+    let mut registry = Registry::new();
+    for (magics, p) in loaded {
+        for m in magics {
+            registry.register(m, Handler::Plugin(p.clone()), false)?;
+        }
+    }
+    let ctx = Context::new(config, registry);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run_ctx = ctx.clone();
+    std::thread::Builder::new()
+        .name("server".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return eprintln!("runtime: {e}"),
+            };
+            rt.block_on(async move {
+                let tcp = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(t) => t,
+                    Err(e) => return eprintln!("bind: {e}"),
+                };
+                let addr = tcp.local_addr().ok();
+                let _ = tx.send((addr, tokio::runtime::Handle::current()));
+                let _ = nsq_gateway::server::run(Listeners { tcp, http: None }, run_ctx).await;
+            });
+        })?;
+    let (addr, handle) = rx.recv()?;
+    let addr = addr.ok_or_else(|| anyhow::anyhow!("no server address"))?;
+    Ok(ServerThread { addr, handle, ctx })
+}
+
+impl ServerThread {
+    /// CPU time consumed so far by the server's runtime thread.
+    fn cpu_time(&self) -> Duration {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(thread_cpu());
+        });
+        rx.recv().unwrap_or_default()
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.ctx.shutdown.cancel();
+    }
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The mappings holding the most resident memory, from /proc/self/smaps, so
+/// the per-connection cost can be attributed (memory pool, stack pool, heap).
+fn top_mappings(k: usize) -> Vec<(u64, u64, String)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut out = Vec::new();
+    let (mut size, mut name) = (0u64, String::new());
+    for line in smaps.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let mut range = first.split('-');
+            let lo = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
+            let hi = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
+            size = hi.saturating_sub(lo);
+            name = parts.nth(4).unwrap_or("[anon]").to_string();
+        } else if first == "Rss:" {
+            let kb: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            out.push((kb, size >> 20, name.clone()));
+        }
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.truncate(k);
+    out
+}
+
+/// Resident memory grouped by mapping size: the pooled slots (one mapping
+/// per linear memory, stack or table once touched) show up as big groups.
+fn mapping_groups(k: usize) -> Vec<(u64, usize, u64)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let mut groups: std::collections::HashMap<u64, (usize, u64)> = Default::default();
+    let mut size = 0u64;
+    for line in smaps.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let mut range = first.split('-');
+            let lo = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
+            let hi = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
+            size = hi.saturating_sub(lo) >> 10;
+        } else if first == "Rss:" {
+            let kb: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let g = groups.entry(size).or_default();
+            g.0 += 1;
+            g.1 += kb;
+        }
+    }
+    let mut v: Vec<(u64, usize, u64)> = groups.into_iter().map(|(s, (c, r))| (s, c, r)).collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v.truncate(k);
+    v
+}
+
+fn memory() -> anyhow::Result<()> {
+    let n = env_usize("BENCH_CONNS", 10_000);
+    let protos = std::env::var("BENCH_PROTOS").unwrap_or_else(|_| "LINE,V2".into());
+    for (label, magic) in [("LINE", "LINE"), ("V2", "  V2")] {
+        if !protos.split(',').any(|p| p == label) {
+            continue;
+        }
+        let pool = if label == "LINE" { n } else { 10 };
+        let server = start_server(&HostOptions::default(), pool)?;
+        std::thread::sleep(Duration::from_millis(200));
+        let before = rss_bytes();
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "hold-clients",
+                &server.addr.to_string(),
+                &n.to_string(),
+                magic,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("child stdout"))?;
+        let mut ready = [0u8; 1];
+        std::io::Read::read_exact(&mut out, &mut ready)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rss_bytes();
+        let active = server.ctx.broker.stats(None).len();
+        let plugin_active = match server.ctx.registry.get(b"LINE") {
+            Some(Handler::Plugin(p)) => p.stats().active,
+            _ => 0,
+        };
+        println!(
+            "memory: {label}: {n} idle connections: RSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection \
+             (plugin active: {plugin_active}, topics {active})",
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            (after.saturating_sub(before)) as f64 / n as f64 / 1000.0,
+        );
+        if std::env::var_os("BENCH_SMAPS").is_some() {
+            for (kb, mib, name) in top_mappings(8) {
+                println!("    rss {kb:>8} KiB in a {mib:>7} MiB mapping {name}");
+            }
+            for (size_kb, count, rss_kb) in mapping_groups(8) {
+                println!(
+                    "    {count:>6} mappings of {size_kb:>8} KiB hold {rss_kb:>8} KiB resident"
+                );
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(server);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
+}
+
+/// Child process: opens `n` connections with `magic`, waits for each to be
+/// served (LINE greeting / V2 NOP round trip), reports, then idles.
+fn hold_clients(args: &[String]) -> anyhow::Result<()> {
+    let addr: SocketAddr = args
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("addr"))?
+        .parse()?;
+    let n: usize = args.get(1).ok_or_else(|| anyhow::anyhow!("n"))?.parse()?;
+    let magic = args.get(2).cloned().unwrap_or_else(|| "LINE".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut conns = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut s = TcpStream::connect(addr).await?;
+            s.write_all(magic.as_bytes()).await?;
+            if magic == "LINE" {
+                // The greeting proves the instance exists and on-connect ran.
+                let mut buf = [0u8; 64];
+                let _ = s.read(&mut buf).await?;
+            } else if i % 1000 == 0 {
+                s.write_all(b"NOP\n").await?;
+            }
+            conns.push(s);
+        }
+        std::io::Write::write_all(&mut std::io::stdout(), b"r")?;
+        std::io::Write::flush(&mut std::io::stdout())?;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(conns);
+        anyhow::Ok(())
+    })
+}
+
+/// Publishes `n` 100-byte messages over one pipelined connection and waits
+/// for every acknowledgement.
+async fn publish_workload(addr: SocketAddr, line: bool, n: usize) -> anyhow::Result<()> {
+    let body = [b'x'; 100];
+    let mut payload = Vec::new();
+    let (magic, reply_len): (&[u8], usize) = if line { (b"LINE", 3) } else { (b"  V2", 10) };
+    payload.extend_from_slice(magic);
+    for _ in 0..n {
+        if line {
+            payload.extend_from_slice(b"PUB bench ");
+            payload.extend_from_slice(&body);
+            payload.push(b'\n');
+        } else {
+            payload.extend_from_slice(b"PUB bench\n");
+            payload.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            payload.extend_from_slice(&body);
+        }
+    }
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut r, mut w) = stream.into_split();
+    let writer = tokio::spawn(async move { w.write_all(&payload).await.map(|_| w) });
+    // LINE greets first.
+    let mut expected = n * reply_len;
+    if line {
+        expected += "OK LINE nsq-gateway, type HELP for commands\n".len();
+    }
+    let mut got = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < expected {
+        let k = r.read(&mut buf).await?;
+        if k == 0 {
+            anyhow::bail!("server closed after {got} of {expected} reply bytes");
+        }
+        got += k;
+    }
+    let _w = writer.await??;
+    Ok(())
+}
+
+fn cpu() -> anyhow::Result<()> {
+    let n = env_usize("BENCH_MSGS", 200_000);
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let runs: [(&str, bool, CpuBudget); 4] = [
+        ("V2", false, CpuBudget::Epoch),
+        ("LINE epoch", true, CpuBudget::Epoch),
+        ("LINE fuel", true, CpuBudget::Fuel),
+        ("LINE none", true, CpuBudget::Unbounded),
+    ];
+    let mut v2_ns = None;
+    for (label, line, budget) in runs {
+        let opts = HostOptions {
+            cpu: budget,
+            ..HostOptions::default()
+        };
+        let server = start_server(&opts, 100)?;
+        // Warm-up, then three measured runs; report the median.
+        client.block_on(publish_workload(server.addr, line, n / 10))?;
+        let mut per_msg = Vec::new();
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let c0 = server.cpu_time();
+            let t0 = Instant::now();
+            client.block_on(publish_workload(server.addr, line, n))?;
+            let wall = t0.elapsed();
+            let cpu = server.cpu_time().saturating_sub(c0);
+            per_msg.push(cpu.as_nanos() as f64 / n as f64);
+            rates.push(n as f64 / wall.as_secs_f64());
+        }
+        per_msg.sort_by(f64::total_cmp);
+        rates.sort_by(f64::total_cmp);
+        let ns = per_msg[1];
+        let ratio = match v2_ns {
+            None => {
+                v2_ns = Some(ns);
+                String::new()
+            }
+            Some(base) => format!(", {:.2}x V2", ns / base),
+        };
+        println!(
+            "cpu: {label:<10}: {:.0} ns server CPU per message{ratio}, {:.0} msg/s (n={n}, 100-byte PUB, median of 3)",
+            ns, rates[1]
+        );
+    }
+    Ok(())
+}
