@@ -119,10 +119,12 @@ struct ServerThread {
 }
 
 fn start_server(opts: &HostOptions, max_connections: usize) -> anyhow::Result<ServerThread> {
-    let mut config = Config::default();
-    config.max_connections = 20_000;
-    config.mem_queue_size = 10_000_000;
-    config.plugins = vec![line_config(max_connections)];
+    let config = Config {
+        max_connections: 20_000,
+        mem_queue_size: 10_000_000,
+        plugins: vec![line_config(max_connections)],
+        ..Config::default()
+    };
     let loaded = load_plugins_with(&config.plugins, opts)?;
     let mut registry = Registry::new();
     for (magics, p) in loaded {
@@ -215,7 +217,7 @@ fn top_mappings(k: usize) -> Vec<(u64, u64, String)> {
             out.push((kb, size >> 20, name.clone()));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|m| std::cmp::Reverse(m.0));
     out.truncate(k);
     out
 }
@@ -242,7 +244,7 @@ fn mapping_groups(k: usize) -> Vec<(u64, usize, u64)> {
         }
     }
     let mut v: Vec<(u64, usize, u64)> = groups.into_iter().map(|(s, (c, r))| (s, c, r)).collect();
-    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v.sort_by_key(|g| std::cmp::Reverse(g.2));
     v.truncate(k);
     v
 }

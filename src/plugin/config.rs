@@ -83,6 +83,9 @@ impl Default for PluginLimits {
     }
 }
 
+/// A loaded plugin with the magics that select it.
+pub type LoadedPlugin = (Vec<[u8; 4]>, Arc<Plugin>);
+
 /// Compiles every configured plugin into an `InstancePre` on one shared
 /// engine, and returns each plugin with its magics, ready for the registry.
 ///
@@ -90,7 +93,7 @@ impl Default for PluginLimits {
 /// against `"  V2"` without `override_v2`), a magic that is not 4 bytes, a
 /// missing file, a file that is not a component or does not implement the
 /// `nsq:gateway/plugin` world, and limits that are out of range.
-pub fn load_plugins(configs: &[PluginConfig]) -> anyhow::Result<Vec<(Vec<[u8; 4]>, Arc<Plugin>)>> {
+pub fn load_plugins(configs: &[PluginConfig]) -> anyhow::Result<Vec<LoadedPlugin>> {
     load_plugins_with(configs, &HostOptions::default())
 }
 
@@ -98,7 +101,7 @@ pub fn load_plugins(configs: &[PluginConfig]) -> anyhow::Result<Vec<(Vec<[u8; 4]
 pub fn load_plugins_with(
     configs: &[PluginConfig],
     opts: &HostOptions,
-) -> anyhow::Result<Vec<(Vec<[u8; 4]>, Arc<Plugin>)>> {
+) -> anyhow::Result<Vec<LoadedPlugin>> {
     if configs.is_empty() {
         return Ok(Vec::new());
     }

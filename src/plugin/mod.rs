@@ -32,7 +32,9 @@ use tracing::{debug, warn};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-pub use config::{PluginConfig, PluginLimits, load_plugins, load_plugins_with, parse_magic};
+pub use config::{
+    LoadedPlugin, PluginConfig, PluginLimits, load_plugins, load_plugins_with, parse_magic,
+};
 
 use bindings::nsq::gateway::types::{ConnectInfo, Message as WitMessage};
 pub use state::ServerLimits;

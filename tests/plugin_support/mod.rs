@@ -70,8 +70,10 @@ impl Drop for Server {
 }
 
 pub async fn start(plugins: Vec<PluginConfig>) -> Server {
-    let mut config = Config::default();
-    config.plugins = plugins;
+    let config = Config {
+        plugins,
+        ..Config::default()
+    };
     let loaded = load_plugins(&config.plugins).expect("plugins load");
     let mut registry = Registry::new();
     let mut arcs = Vec::new();
