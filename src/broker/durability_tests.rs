@@ -274,3 +274,41 @@ fn ephemeral_names_never_touch_disk_and_deleted_topics_leave_no_files() {
     assert!(files.is_empty(), "left behind: {files:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_large_backlog_is_handed_to_a_new_channel_in_chunks_without_blocking() {
+    let dir = data_dir("backlog");
+    let b = Broker::open(opts(&dir, 20_000)).expect("open");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(b.clone().run_scanner(shutdown.clone()));
+    let t = b.topic("t").expect("t");
+    for chunk in (0..50_000u32).collect::<Vec<_>>().chunks(1000) {
+        t.publish_many(chunk.iter().map(|i| Bytes::from(i.to_string())).collect())
+            .expect("mpub");
+    }
+    assert_eq!(t.depth(), 50_000);
+    let start = std::time::Instant::now();
+    let ch = t.channel("c").expect("c");
+    let took = start.elapsed();
+    // One chunk moved synchronously, the rest later.
+    assert!(
+        ch.depth() <= 2048,
+        "handed over synchronously: {}",
+        ch.depth()
+    );
+    assert!(
+        took < Duration::from_millis(50),
+        "channel creation took {took:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while t.depth() > 0 {
+        assert!(std::time::Instant::now() < deadline, "backlog not drained");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let got = drain(&b, "t", "c");
+    assert_eq!(got.len(), 50_000);
+    let unique: HashSet<Bytes> = got.into_iter().collect();
+    assert_eq!(unique.len(), 50_000);
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}

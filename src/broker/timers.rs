@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::Channel;
+use super::topic::Topic;
 
 struct Entry {
     due: Instant,
@@ -41,8 +42,11 @@ impl Ord for Entry {
 pub(crate) struct Timers {
     /// Min-heap of wake-ups. Locked only to push or pop, never across await.
     heap: Mutex<BinaryHeap<Reverse<Entry>>>,
-    /// Wakes the runner when an entry earlier than its current sleep arrives.
+    /// Wakes the runner when an entry earlier than its current sleep arrives,
+    /// or a topic has a backlog to hand to its channels.
     notify: Notify,
+    /// Topics whose held messages are being handed to their channels.
+    drains: Mutex<Vec<Weak<Topic>>>,
     seq: AtomicU64,
 }
 
@@ -61,10 +65,41 @@ impl Timers {
         }
     }
 
-    /// Fires due entries until `shutdown` is cancelled.
+    /// Asks the runner to keep draining `topic` (see `Topic::drain_step`).
+    pub(crate) fn schedule_drain(&self, topic: Weak<Topic>) {
+        lock(&self.drains).push(topic);
+        self.notify.notify_one();
+    }
+
+    /// One chunk for each topic with a backlog; true if any has more.
+    fn drain_round(&self) -> bool {
+        let topics = std::mem::take(&mut *lock(&self.drains));
+        let mut more = Vec::new();
+        for weak in topics {
+            if let Some(t) = weak.upgrade()
+                && t.drain_step()
+            {
+                more.push(weak);
+            }
+        }
+        let any = !more.is_empty();
+        lock(&self.drains).extend(more);
+        any
+    }
+
+    /// Fires due entries and drains topic backlogs until `shutdown` is
+    /// cancelled.
     pub(crate) async fn run(&self, shutdown: CancellationToken) {
         let mut due_channels = Vec::new();
         loop {
+            if self.drain_round() {
+                // More backlog: give other tasks a turn, then go on.
+                tokio::task::yield_now().await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                continue;
+            }
             let now = Instant::now();
             let next = {
                 let mut heap = lock(&self.heap);

@@ -236,9 +236,8 @@ impl Topic {
             disk,
         ));
         st.channels.insert(name.to_owned(), ch.clone());
-        if !self.is_paused() {
-            Self::drain_pending(&mut st);
-        }
+        drop(st);
+        self.kick_drain();
         Ok(ch)
     }
 
@@ -315,12 +314,9 @@ impl Topic {
 
     /// Resumes delivery, handing over what queued while paused. Saved in the
     /// metadata.
-    pub fn unpause(&self) {
-        {
-            let mut st = lock(&self.state);
-            self.paused.store(false, Ordering::Release);
-            Self::drain_pending(&mut st);
-        }
+    pub fn unpause(self: &Arc<Self>) {
+        self.paused.store(false, Ordering::Release);
+        self.kick_drain();
         if !self.ephemeral {
             self.save_metadata();
         }
@@ -385,37 +381,54 @@ impl Topic {
         }
     }
 
-    /// Hands everything the topic holds (memory, then disk) to its channels.
-    fn drain_pending(st: &mut TopicState) {
-        if st.channels.is_empty() {
-            return;
+    /// Hands what the topic holds to its channels: one chunk now, the rest
+    /// from the broker's scanner task, chunk by chunk, so creating a channel
+    /// or unpausing never blocks on a large backlog.
+    fn kick_drain(self: &Arc<Self>) {
+        if self.drain_step() {
+            self.timers.schedule_drain(Arc::downgrade(self));
         }
-        let pending: Vec<Pending> = st.pending.drain(..).collect();
-        for p in pending {
-            for ch in st.channels.values() {
-                if let Err(e) = ch.put_batch(std::slice::from_ref(&p.msg), p.due) {
+    }
+
+    /// Moves up to `DRAIN_CHUNK` held messages (memory first, then disk) to
+    /// every channel. Returns true when more remain to be moved.
+    pub(crate) fn drain_step(&self) -> bool {
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        if st.channels.is_empty() || self.is_paused() {
+            return false;
+        }
+        let mut now = Vec::new();
+        let mut later = Vec::new();
+        while now.len() + later.len() < DRAIN_CHUNK {
+            match st.pending.pop_front() {
+                Some(Pending { msg, due: None }) => now.push(msg),
+                Some(Pending {
+                    msg,
+                    due: Some(due),
+                }) => later.push((msg, due)),
+                None => break,
+            }
+        }
+        if let Some(d) = st.disk.as_mut() {
+            while now.len() + later.len() < DRAIN_CHUNK {
+                match d.pop() {
+                    Some(m) => now.push(m),
+                    None => break,
+                }
+            }
+        }
+        for ch in st.channels.values() {
+            if let Err(e) = ch.put_batch(&now, None) {
+                tracing::error!(channel = %ch.name(), error = %e, "messages lost handing over from topic");
+            }
+            for (msg, due) in &later {
+                if let Err(e) = ch.put_batch(std::slice::from_ref(msg), Some(*due)) {
                     tracing::error!(channel = %ch.name(), error = %e, "message lost handing over from topic");
                 }
             }
         }
-        let mut chunk = Vec::with_capacity(DRAIN_CHUNK);
-        while let Some(d) = st.disk.as_mut() {
-            chunk.clear();
-            while chunk.len() < DRAIN_CHUNK {
-                match d.pop() {
-                    Some(m) => chunk.push(m),
-                    None => break,
-                }
-            }
-            if chunk.is_empty() {
-                break;
-            }
-            for ch in st.channels.values() {
-                if let Err(e) = ch.put_batch(&chunk, None) {
-                    tracing::error!(channel = %ch.name(), error = %e, "messages lost handing over from topic");
-                }
-            }
-        }
+        !st.pending.is_empty() || st.disk.as_ref().is_some_and(|d| d.depth() > 0)
     }
 
     /// Shutdown: writes what the topic and its channels hold in memory to
