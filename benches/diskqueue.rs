@@ -58,7 +58,8 @@ fn main() -> std::io::Result<()> {
             q.put_batch(&batch).map_err(std::io::Error::other)?;
         }
         q.sync()?;
-        report(label, "put", msgs, start.elapsed());
+        report(label, "put", msgs, start.elapsed(), q.fsync_count());
+        let fsyncs = q.fsync_count();
 
         let start = Instant::now();
         let mut got = 0usize;
@@ -66,7 +67,7 @@ fn main() -> std::io::Result<()> {
             got += m.body.len() / BODY;
         }
         q.sync()?;
-        report(label, "pop", got, start.elapsed());
+        report(label, "pop", got, start.elapsed(), q.fsync_count() - fsyncs);
         if got != msgs {
             eprintln!("  popped {got} of {msgs}");
         }
@@ -76,10 +77,10 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-fn report(label: &str, op: &str, msgs: usize, took: Duration) {
+fn report(label: &str, op: &str, msgs: usize, took: Duration, fsyncs: u64) {
     let secs = took.as_secs_f64();
     println!(
-        "{label:>24} {op}: {msgs:>8} msgs in {:>7.3}s = {:>10.0} msgs/s, {:>7.1} MB/s (bodies)",
+        "{label:>24} {op}: {msgs:>8} msgs in {:>7.3}s = {:>10.0} msgs/s, {:>7.1} MB/s (bodies), {fsyncs} fsyncs",
         secs,
         msgs as f64 / secs,
         (msgs * BODY) as f64 / secs / 1e6,
