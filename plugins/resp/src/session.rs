@@ -87,6 +87,27 @@ struct Snapshot {
     counts_pushes: bool,
 }
 
+/// Which command a run of publishes came from: it decides their replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    Publish,
+    Push,
+}
+
+/// Consecutive pipelined PUBLISHes (or one-value LPUSH/RPUSHes) to one
+/// topic, published with one `publish-many` when the run ends: any other
+/// command, another topic, `publish_batch` messages, `RUN_BYTES`, or the end
+/// of the batch. Replies are written then, so their order is kept.
+struct Run {
+    kind: RunKind,
+    topic: String,
+    bodies: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// Body bytes a run holds at most before it is published.
+const RUN_BYTES: usize = 256 * 1024;
+
 /// Snapshots kept at most; a batch touching more topics fetches again.
 const MAX_SNAPSHOTS: usize = 64;
 
@@ -238,6 +259,8 @@ pub struct Session {
     timer_armed: bool,
     /// Topic stats fetched during the current batch; see `Snapshot`.
     snapshots: Vec<Snapshot>,
+    /// Publishes waiting to go out together; see `Run`.
+    run: Option<Run>,
     /// Replies of the current event, written once at its end.
     out: Vec<u8>,
 }
@@ -259,6 +282,7 @@ impl Session {
             resume: false,
             timer_armed: false,
             snapshots: Vec::new(),
+            run: None,
             out: Vec::new(),
         }
     }
@@ -440,11 +464,14 @@ impl Session {
                 Err(e) => self.protocol_error(host, &e.to_string()),
             }
         }
+        self.flush_run(host);
         pos
     }
 
     /// Replies `-ERR <text>` and closes, as Redis does on a bad request.
     fn protocol_error(&mut self, host: &mut impl Host, text: &str) {
+        // The commands before the bad bytes ran, as in Redis.
+        self.flush_run(host);
         reply::error(&mut self.out, &format!("ERR {text}"));
         self.closed = true;
         self.pending = Vec::new();
@@ -473,7 +500,17 @@ impl Session {
 
     fn execute(&mut self, host: &mut impl Host, args: &[&[u8]]) {
         let Some(&name) = args.first() else { return };
-        let Some(cmd) = Cmd::lookup(name) else {
+        let cmd = Cmd::lookup(name);
+        // Only a well-formed PUBLISH or one-value LPUSH/RPUSH may join the
+        // run of publishes; anything else publishes it first, so replies
+        // keep their order.
+        let joins = args.len() == 3
+            && matches!(cmd, Some(Cmd::Publish | Cmd::Lpush | Cmd::Rpush))
+            && (self.proto == 3 || self.topics.is_empty());
+        if !joins {
+            self.flush_run(host);
+        }
+        let Some(cmd) = cmd else {
             let mut listed = String::new();
             for a in args.iter().skip(1) {
                 if listed.len() >= 128 {
@@ -549,7 +586,7 @@ impl Session {
                 self.proto = 2;
                 reply::simple(&mut self.out, "RESET");
             }
-            Cmd::Publish => self.publish(host, args[0], args[1]),
+            Cmd::Publish => self.enqueue(host, RunKind::Publish, args[0], args[1]),
             Cmd::Subscribe => self.subscribe(host, args),
             Cmd::Unsubscribe => {
                 if args.is_empty() {
@@ -572,6 +609,9 @@ impl Session {
                 for p in patterns {
                     self.confirm(b"punsubscribe", Some(p), count);
                 }
+            }
+            Cmd::Lpush | Cmd::Rpush if args.len() == 2 => {
+                self.enqueue(host, RunKind::Push, args[0], args[1])
             }
             Cmd::Lpush | Cmd::Rpush => self.push(host, args[0], &args[1..]),
             Cmd::Llen => self.llen(host, args[0]),
@@ -729,16 +769,78 @@ impl Session {
         }
     }
 
-    fn publish(&mut self, host: &mut impl Host, topic: &[u8], body: &[u8]) {
-        let Some(topic) = topic_name(topic) else {
+    /// Adds one PUBLISH or one-value LPUSH to the run of publishes.
+    fn enqueue(&mut self, host: &mut impl Host, kind: RunKind, key: &[u8], body: &[u8]) {
+        let Some(topic) = topic_name(key) else {
+            self.flush_run(host);
             return self.err(INVALID_TOPIC);
         };
-        if let Err(Failure(e)) = host.publish(topic, body) {
-            return self.err(&e);
+        if self
+            .run
+            .as_ref()
+            .is_some_and(|r| r.kind != kind || r.topic != topic)
+        {
+            self.flush_run(host);
         }
-        // Redis answers with the receivers; NSQ's are the topic's channels.
-        let receivers = self.published(host, topic, 1).map_or(0, |s| s.channels);
-        reply::integer(&mut self.out, i64::try_from(receivers).unwrap_or(i64::MAX));
+        let run = self.run.get_or_insert_with(|| Run {
+            kind,
+            topic: topic.to_string(),
+            bodies: Vec::new(),
+            bytes: 0,
+        });
+        run.bodies.push(body.to_vec());
+        run.bytes += body.len();
+        if run.bodies.len() >= self.settings.publish_batch || run.bytes >= RUN_BYTES {
+            self.flush_run(host);
+        }
+    }
+
+    /// Publishes the run, all or nothing, and writes one reply per command.
+    /// If the batch is refused (an empty or oversized body, a full queue),
+    /// its messages are published one by one so each command gets its own
+    /// answer, as if they had not been batched.
+    fn flush_run(&mut self, host: &mut impl Host) {
+        let Some(run) = self.run.take() else { return };
+        let result = match run.bodies.as_slice() {
+            [one] => host.publish(&run.topic, one),
+            many => host.publish_many(&run.topic, many),
+        };
+        match result {
+            Ok(()) => self.reply_published(host, &run.topic, run.kind, run.bodies.len()),
+            // A denial is the same for each (and each retry would count).
+            Err(Failure(e)) if run.bodies.len() == 1 || e.starts_with("NOPERM") => {
+                for _ in &run.bodies {
+                    self.err(&e);
+                }
+            }
+            Err(_) => {
+                for body in &run.bodies {
+                    match host.publish(&run.topic, body) {
+                        Ok(()) => self.reply_published(host, &run.topic, run.kind, 1),
+                        Err(Failure(e)) => self.err(&e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The replies of `n` commands whose messages were just published:
+    /// PUBLISH answers the receivers, which NSQ-wise are the topic's
+    /// channels; LPUSH the queue's length after each push.
+    fn reply_published(&mut self, host: &mut impl Host, topic: &str, kind: RunKind, n: usize) {
+        let pushed = u64::try_from(n).unwrap_or(u64::MAX);
+        let (channels, waiting) = self
+            .published(host, topic, pushed)
+            .map_or((0, 0), |s| (s.channels, s.waiting));
+        for i in 0..pushed {
+            let value = match kind {
+                RunKind::Publish => u64::try_from(channels).unwrap_or(u64::MAX),
+                // At least 1: a waiting BRPOP may already have taken it, as
+                // Redis hands pushes to blocked clients.
+                RunKind::Push => waiting.saturating_sub(pushed - 1 - i).max(1),
+            };
+            reply::integer(&mut self.out, i64::try_from(value).unwrap_or(i64::MAX));
+        }
     }
 
     /// The topic's snapshot after `n` messages were published to it: the

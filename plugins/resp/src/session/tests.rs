@@ -18,6 +18,8 @@ struct Fake {
     requeued: Vec<(u32, String)>,
     /// Channels per topic, as stats would list them.
     channels: Vec<(String, Vec<(String, u64)>)>,
+    /// Successful `publish_many` calls.
+    batches: usize,
 }
 
 impl Host for Fake {
@@ -42,6 +44,11 @@ impl Host for Fake {
         Ok(())
     }
     fn publish_many(&mut self, topic: &str, bodies: &[Vec<u8>]) -> Result<(), Failure> {
+        // All or nothing, like the broker.
+        if bodies.iter().any(Vec::is_empty) {
+            return Err(Failure("ERR a message body must not be empty".into()));
+        }
+        self.batches += 1;
         for b in bodies {
             self.publish(topic, b)?;
         }
@@ -534,4 +541,46 @@ fn a_batch_fetches_stats_once_per_topic() {
     assert_eq!(h.inner.take(), ":2\r\n:2\r\n:4\r\n:2\r\n:7\r\n:2\r\n");
     s.on_data(&mut h, &cmd(&["LLEN", "q"]));
     assert_eq!((h.stats_calls, h.inner.take().as_str()), (2, ":1\r\n"));
+}
+
+/// Pipelined PUBLISHes to one topic go out as one `publish-many`, with one
+/// reply each and in order; a refused batch falls back to one at a time so
+/// each command gets its own answer.
+#[test]
+fn pipelined_publishes_are_batched() {
+    let (mut s, mut h) = session();
+    h.channels.push(("t".into(), vec![("c".into(), 0)]));
+    let mut batch = Vec::new();
+    for body in ["a", "b", "c"] {
+        batch.extend(cmd(&["PUBLISH", "t", body]));
+    }
+    batch.extend(cmd(&["PING"]));
+    batch.extend(cmd(&["RPUSH", "t", "d"]));
+    batch.extend(cmd(&["PUBLISH", "u", "e"]));
+    s.on_data(&mut h, &batch);
+    assert_eq!(h.take(), ":1\r\n:1\r\n:1\r\n+PONG\r\n:1\r\n:0\r\n");
+    assert_eq!(h.batches, 1);
+    let bodies: Vec<&[u8]> = h.published.iter().map(|(_, b)| b.as_slice()).collect();
+    assert_eq!(bodies, [&b"a"[..], b"b", b"c", b"d", b"e"]);
+
+    // An empty body refuses the batch: the others still go out, in order.
+    let mut batch = Vec::new();
+    for body in ["x", "", "y"] {
+        batch.extend(cmd(&["PUBLISH", "t", body]));
+    }
+    s.on_data(&mut h, &batch);
+    assert_eq!(
+        h.take(),
+        ":1\r\n-ERR a message body must not be empty\r\n:1\r\n"
+    );
+    assert_eq!(h.published.len(), 7);
+    // A protocol error after publishes: they are answered first.
+    let mut batch = cmd(&["PUBLISH", "t", "z"]);
+    batch.extend_from_slice(b"*1\r\n:");
+    s.on_data(&mut h, &batch);
+    assert_eq!(
+        h.take(),
+        ":1\r\n-ERR Protocol error: expected '$', got ':'\r\n"
+    );
+    assert_eq!(h.published.len(), 8);
 }
