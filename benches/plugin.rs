@@ -249,8 +249,42 @@ fn mapping_groups(k: usize) -> Vec<(u64, usize, u64)> {
     v
 }
 
+/// Idle memory of the instances alone: `n` stores that ran `on-connect`,
+/// held in a Vec, with no sockets or tasks.
+fn instance_memory(n: usize) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let plugins = load_plugins_with(&[line_config(n)], &HostOptions::default())?;
+    let plugin = plugins[0].1.clone();
+    let broker = Broker::new(BrokerOptions::default());
+    let before = rss_bytes();
+    let held = rt.block_on(async {
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            held.push(plugin.bench_idle_instance(&broker).await?);
+        }
+        anyhow::Ok(held)
+    })?;
+    let after = rss_bytes();
+    println!(
+        "memory: LINE instances only (store + instance after on-connect, no socket/task): {:.1} KB each (n={n})",
+        after.saturating_sub(before) as f64 / n as f64 / 1000.0
+    );
+    if std::env::var_os("BENCH_SMAPS").is_some() {
+        for (size_kb, count, rss_kb) in mapping_groups(8) {
+            println!("    {count:>6} mappings of {size_kb:>8} KiB hold {rss_kb:>8} KiB resident");
+        }
+    }
+    drop(held);
+    Ok(())
+}
+
 fn memory() -> anyhow::Result<()> {
     let n = env_usize("BENCH_CONNS", 10_000);
+    if std::env::var("BENCH_PROTOS").is_err() {
+        instance_memory(n)?;
+    }
     let protos = std::env::var("BENCH_PROTOS").unwrap_or_else(|_| "LINE,V2".into());
     for (label, magic) in [("LINE", "LINE"), ("V2", "  V2")] {
         if !protos.split(',').any(|p| p == label) {

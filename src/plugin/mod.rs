@@ -449,6 +449,44 @@ impl Plugin {
         Ok(())
     }
 
+    /// Instantiates the guest and runs `on-connect` as a connection does,
+    /// and returns the live store: for the bench that attributes idle memory
+    /// to the instance itself (no socket, no task).
+    #[doc(hidden)]
+    pub async fn bench_idle_instance(
+        &self,
+        broker: &Broker,
+    ) -> anyhow::Result<Box<dyn std::any::Any + Send>> {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let client = Arc::new(ClientInfo::new(0, peer, self.shared.name.clone()));
+        let server = ServerLimits {
+            max_rdy: 2500,
+            max_delay: Duration::from_secs(3600),
+        };
+        let state = HostState::new(self.shared.clone(), server, broker.clone(), client);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store);
+        let guest = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| anyhow::anyhow!("instantiate: {e}"))?;
+        let info = ConnectInfo {
+            magic: b"LINE".to_vec(),
+            peer: peer.to_string(),
+            client_id: 0,
+            config: self.guest_config.clone(),
+        };
+        self.arm(&mut store);
+        guest
+            .nsq_gateway_tcp_handler()
+            .call_on_connect(&mut store, &info)
+            .await
+            .map_err(|e| anyhow::anyhow!("on-connect: {e}"))?;
+        Ok(Box::new((store, guest)))
+    }
+
     /// Gives the store a fresh CPU budget for one call.
     fn arm(&self, store: &mut Store<HostState>) {
         match self.cpu {
