@@ -37,6 +37,9 @@ pub struct Cli {
     /// Number of bytes per disk queue file before rolling.
     #[arg(long, value_name = "BYTES")]
     pub max_bytes_per_file: Option<u64>,
+    /// Cap on each topic's and channel's disk queue files, in bytes (0 = unlimited).
+    #[arg(long, value_name = "BYTES")]
+    pub max_disk_bytes_per_queue: Option<u64>,
     /// Number of messages per disk queue fsync (batch mode).
     #[arg(long, value_name = "N")]
     pub sync_every: Option<u64>,
@@ -125,6 +128,10 @@ impl Cli {
         set(&mut c.data_path, &self.data_path);
         set(&mut c.mem_queue_size, &self.mem_queue_size);
         set(&mut c.max_bytes_per_file, &self.max_bytes_per_file);
+        set(
+            &mut c.max_disk_bytes_per_queue,
+            &self.max_disk_bytes_per_queue,
+        );
         set(&mut c.sync_every, &self.sync_every);
         set(&mut c.sync_timeout, &self.sync_timeout);
         set(&mut c.sync_mode, &self.sync_mode);

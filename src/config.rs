@@ -54,6 +54,7 @@ pub struct Config {
     pub data_path: PathBuf,
     pub mem_queue_size: u64,
     pub max_bytes_per_file: u64,
+    pub max_disk_bytes_per_queue: u64,
     pub sync_every: u64,
     #[serde(with = "go_duration")]
     pub sync_timeout: Duration,
@@ -101,6 +102,7 @@ impl Default for Config {
             data_path: PathBuf::from("."),
             mem_queue_size: 10_000,
             max_bytes_per_file: 104_857_600,
+            max_disk_bytes_per_queue: 0,
             sync_every: 2500,
             sync_timeout: Duration::from_secs(2),
             sync_mode: SyncMode::Batch,
@@ -260,7 +262,8 @@ impl Config {
                     SyncMode::Always => SyncPolicy::Always,
                 },
                 max_msg_size: u32::try_from(self.max_msg_size).unwrap_or(u32::MAX),
-                max_total_bytes: None,
+                max_total_bytes: (self.max_disk_bytes_per_queue > 0)
+                    .then_some(self.max_disk_bytes_per_queue),
             },
         }
     }

@@ -305,3 +305,86 @@ fn with_sync_always_every_acknowledged_publish_survives_sigkill() {
     let _ = gw.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_full_disk_is_a_clean_publish_error_reported_by_ping_and_the_server_carries_on() {
+    let mut cfg = test_config();
+    cfg.mem_queue_size = 1;
+    cfg.max_bytes_per_file = 1100;
+    cfg.max_disk_bytes_per_queue = 4096;
+    let srv = TestServer::start(cfg).await;
+    srv.broker()
+        .topic("full")
+        .expect("t")
+        .channel("c")
+        .expect("c");
+    let http = format!("http://{}", srv.http_addr);
+    let body = vec![b'x'; 1000];
+    let mut s = srv.v2().await;
+    let mut err = None;
+    for _ in 0..20 {
+        s.write_all(&common::pub_cmd("full", &body))
+            .await
+            .expect("pub");
+        let (kind, data) = read_frame_within(&mut s, Duration::from_secs(5)).await;
+        if kind == 1 {
+            err = Some(String::from_utf8_lossy(&data).into_owned());
+            break;
+        }
+    }
+    let err = err.expect("the disk cap is reached");
+    assert!(err.starts_with("E_PUB_FAILED"), "{err}");
+    // The connection is closed (E_PUB_FAILED is fatal in nsqd), others go on.
+    let _ = common::read_to_close(&mut s, Duration::from_secs(5)).await;
+    let ping = http_get(&format!("{http}/ping")).await;
+    assert_eq!(ping.0, 500, "{ping:?}");
+    assert!(ping.1.starts_with("NOK - "), "{ping:?}");
+    let stats = http_get(&format!("{http}/stats?format=json")).await;
+    assert!(stats.1.contains("\"health\":\"NOK - "), "{}", stats.1);
+    let mut other = srv.v2().await;
+    other
+        .write_all(&common::pub_cmd("elsewhere", b"fine"))
+        .await
+        .expect("pub");
+    assert_eq!(
+        read_frame_within(&mut other, Duration::from_secs(5))
+            .await
+            .1,
+        b"OK"
+    );
+    // Consuming frees the disk; the next publishes reach the disk again and
+    // health is restored.
+    let got = consume(&srv, "full", "c", 4, false).await;
+    assert_eq!(got.len(), 4);
+    for _ in 0..3 {
+        other
+            .write_all(&common::pub_cmd("full", &body))
+            .await
+            .expect("pub");
+        let (kind, data) = read_frame_within(&mut other, Duration::from_secs(5)).await;
+        assert_eq!((kind, data.as_slice()), (0, &b"OK"[..]));
+    }
+    let ping = http_get(&format!("{http}/ping")).await;
+    assert_eq!(ping, (200, "OK".to_owned()));
+}
+
+/// A minimal HTTP/1.0 GET: (status, body).
+async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = TcpStream::connect(host).await.expect("connect http");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("response");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}

@@ -171,7 +171,8 @@ fn v1(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response
 
 /// A plain-text response without the V1 header (nsqd's `PlainText`, used by
 /// `/ping`).
-pub fn plain_text(status: StatusCode, text: &'static str) -> Response {
+pub fn plain_text(status: StatusCode, text: impl Into<String>) -> Response {
+    let text: String = text.into();
     let mut resp = (status, text).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));

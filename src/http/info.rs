@@ -11,9 +11,21 @@ use serde::Serialize;
 use super::HttpState;
 use super::error::{ApiResult, Reply, plain_text};
 
-/// `GET /ping`: nsqd answers its health, `OK` while healthy.
-pub async fn ping() -> Response {
-    plain_text(StatusCode::OK, "OK")
+/// `GET /ping`: nsqd answers its health: `OK` while healthy, else 500 with
+/// `NOK - <last disk error>`.
+pub async fn ping(State(st): State<Arc<HttpState>>) -> Response {
+    match st.ctx.broker.health() {
+        Ok(()) => plain_text(StatusCode::OK, "OK"),
+        Err(e) => plain_text(StatusCode::INTERNAL_SERVER_ERROR, health_text(Err(e))),
+    }
+}
+
+/// nsqd's health string: `OK` or `NOK - <error>`.
+pub fn health_text(health: Result<(), String>) -> String {
+    match health {
+        Ok(()) => "OK".to_owned(),
+        Err(e) => format!("NOK - {e}"),
+    }
 }
 
 #[derive(Serialize)]

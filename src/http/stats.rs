@@ -36,7 +36,7 @@ pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
     }
     let out = StatsJson {
         version: super::VERSION,
-        health: "OK",
+        health: super::info::health_text(st.ctx.broker.health()),
         start_time: st.start_time as i64,
         topics: topics.iter().map(TopicJson::from).collect(),
         memory,
@@ -122,7 +122,7 @@ fn unescape_magic(s: &str) -> Option<[u8; 4]> {
 #[derive(Serialize)]
 struct StatsJson {
     version: &'static str,
-    health: &'static str,
+    health: String,
     start_time: i64,
     topics: Vec<TopicJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,7 +315,11 @@ fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -
         "uptime {}",
         timefmt::go_duration((now - st.start_time).max(0.0))
     );
-    let _ = writeln!(w, "\nHealth: OK");
+    let _ = writeln!(
+        w,
+        "\nHealth: {}",
+        super::info::health_text(st.ctx.broker.health())
+    );
     if let Some(m) = memory {
         let _ = writeln!(w, "\nMemory:");
         for (k, v) in [
