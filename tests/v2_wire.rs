@@ -650,6 +650,13 @@ async fn compressed_session(kind: Compression, json: &str) {
     assert_eq!(c.frame().await, (0, b"OK".to_vec()));
     c.send(&pub_cmd("zt", &big)).await;
     assert_eq!(c.frame().await, (0, b"OK".to_vec()));
+    // Many publishes of growing size, each its own compressed write: the
+    // server must answer every one without waiting for more input.
+    for i in 0..20usize {
+        let body = format!("x{i}-").repeat(1 + i * 500);
+        c.send(&pub_cmd("zmany", body.as_bytes())).await;
+        assert_eq!(c.frame().await, (0, b"OK".to_vec()), "publish {i}");
+    }
     c.send(b"SUB zt ch\n").await;
     assert_eq!(c.frame().await, (0, b"OK".to_vec()));
     c.send(b"RDY 10\n").await;

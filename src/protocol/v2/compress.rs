@@ -134,8 +134,14 @@ impl Inflate {
         out: &mut BytesMut,
         max_out: usize,
     ) -> Result<(), CompressError> {
-        while !input.is_empty() && out.len() < max_out {
+        // Keep going even once `input` is empty: when the output room was
+        // smaller than what the input decodes to, the decoder holds the rest
+        // internally and must be drained without new input.
+        while out.len() < max_out {
             if self.ended {
+                if input.is_empty() {
+                    break;
+                }
                 return Err(CompressError::Deflate("data after end of stream".into()));
             }
             let start = out.len();
@@ -478,6 +484,31 @@ mod tests {
             assert!(!wire.is_empty(), "the rest stays compressed");
             out.clear();
             d.decompress(&mut wire, &mut out, usize::MAX).unwrap();
+        }
+    }
+
+    #[test]
+    fn bounded_output_drains_without_more_input() {
+        // All input is consumed long before all output is produced: the
+        // rest must come out of the decoder on later calls with no input.
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 7) as u8).collect();
+        for kind in [Compression::Deflate(6), Compression::Snappy] {
+            let mut c = Compressor::new(kind);
+            let mut wire = BytesMut::new();
+            c.compress(&data, &mut wire).unwrap();
+            let mut d = Decompressor::new(kind);
+            let mut out = BytesMut::new();
+            let mut got = Vec::new();
+            for _ in 0..1000 {
+                d.decompress(&mut wire, &mut out, 1000).unwrap();
+                got.extend_from_slice(&out.split());
+                if got.len() == data.len() {
+                    break;
+                }
+            }
+            assert!(wire.is_empty());
+            assert_eq!(got.len(), data.len(), "{kind:?}");
+            assert_eq!(got, data);
         }
     }
 

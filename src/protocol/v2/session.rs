@@ -343,9 +343,8 @@ impl Session {
             {
                 return Ok(Some(cmd));
             }
-            if self.rbuf.is_empty() {
-                return Ok(None);
-            }
+            // Decompress even when `rbuf` is empty: the decoder may still
+            // hold output it had no room for last time.
             let max_out = Command::needed(&self.plain, &self.limits).max(READ_CHUNK);
             let before = (self.rbuf.len(), self.plain.len());
             d.decompress(&mut self.rbuf, &mut self.plain, max_out)?;
