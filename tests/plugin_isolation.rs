@@ -37,7 +37,9 @@ fn echo_limits() -> PluginLimits {
     }
 }
 
-#[tokio::test]
+/// On a multi-threaded runtime, like the gateway's: the guest's panic message
+/// goes through WASI stderr (async, never blocking a worker) before the trap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_guest_ends_only_its_connection() {
     let server = start(vec![
         plugin("trap", "test-trap", "TRAP", echo_limits()),

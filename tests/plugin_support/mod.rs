@@ -70,6 +70,12 @@ impl Drop for Server {
 }
 
 pub async fn start(plugins: Vec<PluginConfig>) -> Server {
+    // Logs (plugin traps name the plugin, the peer and the guest's stderr)
+    // show with `cargo test -- --nocapture`; RUST_LOG filters them.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let config = Config {
         plugins,
         ..Config::default()
