@@ -55,7 +55,10 @@ pub async fn info(State(st): State<Arc<HttpState>>) -> ApiResult {
         broadcast_address: cfg.broadcast_address.clone(),
         hostname: hostname(),
         http_port,
-        tcp_port: port_of(&cfg.tcp_address),
+        tcp_port: match st.ctx.tcp_addr.get() {
+            Some(a) => i64::from(a.port()),
+            None => port_of(&cfg.tcp_address),
+        },
         start_time: st.start_time as i64,
         max_heartbeat_interval: cfg.max_heartbeat_interval.as_nanos(),
         max_output_buffer_size: cfg.max_output_buffer_size,

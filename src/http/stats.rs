@@ -17,7 +17,7 @@ use super::process::ProcessStats;
 use super::timefmt;
 use crate::broker::{ChannelStats, ClientStats, TopicStats};
 use crate::plugin::PluginStats;
-use crate::server::{Context, Handler, ProtocolStats};
+use crate::server::{Context, ProtocolStats};
 
 /// nsqd's client `state` for a subscribed client (`stateSubscribed`).
 const STATE_SUBSCRIBED: i32 = 3;
@@ -74,49 +74,7 @@ pub fn topic_stats(
 
 /// Per-plugin counters, one entry per plugin however many magics it serves.
 pub fn plugin_stats(ctx: &Context) -> Vec<PluginStats> {
-    let mut out: Vec<PluginStats> = Vec::new();
-    for (magic, _) in ctx.registry.entries() {
-        let Some(bytes) = unescape_magic(&magic) else {
-            continue;
-        };
-        if let Some(Handler::Plugin(p)) = ctx.registry.get(&bytes)
-            && !out.iter().any(|s| s.name == p.name())
-        {
-            out.push(p.stats());
-        }
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-/// Inverts `escape_magic` (Rust's `escape_ascii`); `None` if it is not 4 bytes.
-fn unescape_magic(s: &str) -> Option<[u8; 4]> {
-    let mut out = Vec::with_capacity(4);
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        let (byte, used) = match *b.get(i + 1)? {
-            b't' => (b'\t', 2),
-            b'r' => (b'\r', 2),
-            b'n' => (b'\n', 2),
-            b'\\' => (b'\\', 2),
-            b'\'' => (b'\'', 2),
-            b'"' => (b'"', 2),
-            b'x' => {
-                let hex = std::str::from_utf8(b.get(i + 2..i + 4)?).ok()?;
-                (u8::from_str_radix(hex, 16).ok()?, 4)
-            }
-            _ => return None,
-        };
-        out.push(byte);
-        i += used;
-    }
-    out.try_into().ok()
+    ctx.registry.plugins().iter().map(|p| p.stats()).collect()
 }
 
 #[derive(Serialize)]
@@ -406,19 +364,4 @@ fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -
         }
     }
     w
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::escape_magic;
-
-    #[test]
-    fn magics_round_trip() {
-        for m in [*b"  V2", *b"*1\r\n", [0, 0xff, b'\\', b'"'], *b"STOM"] {
-            assert_eq!(unescape_magic(&escape_magic(&m)), Some(m));
-        }
-        assert_eq!(unescape_magic("abc"), None);
-        assert_eq!(unescape_magic("ab\\q1"), None);
-    }
 }

@@ -30,6 +30,9 @@ pub struct Context {
     pub shutdown: CancellationToken,
     pub stats: Arc<ServerStats>,
     pub registry: Arc<Registry>,
+    /// The TCP address actually bound (set by `run`; differs from the
+    /// configured one when that asked for port 0). `/info` reports it.
+    pub tcp_addr: std::sync::OnceLock<SocketAddr>,
 }
 
 impl Context {
@@ -54,6 +57,7 @@ impl Context {
             shutdown: CancellationToken::new(),
             stats: Arc::new(ServerStats::default()),
             registry: Arc::new(registry),
+            tcp_addr: std::sync::OnceLock::new(),
         })
     }
 }
@@ -89,6 +93,7 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
     }
     if let Ok(addr) = listeners.tcp.local_addr() {
         info!(%addr, "TCP: listening");
+        let _ = ctx.tcp_addr.set(addr);
     }
     accept::accept_loop(listeners.tcp, ctx.clone(), &tracker).await;
     tracker.close();

@@ -85,6 +85,20 @@ impl Registry {
         self.handlers.get(magic)
     }
 
+    /// Every plugin once, however many magics it serves, sorted by name.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        let mut out: Vec<Arc<Plugin>> = Vec::new();
+        for h in self.handlers.values() {
+            if let Handler::Plugin(p) = h
+                && !out.iter().any(|o| Arc::ptr_eq(o, p))
+            {
+                out.push(p.clone());
+            }
+        }
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        out
+    }
+
     /// Every registered magic with its protocol name, sorted.
     pub fn entries(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self
