@@ -820,3 +820,44 @@ async fn pipelined_commands_in_one_write() {
         );
     }
 }
+
+#[tokio::test]
+async fn sample_rate_delivers_a_sample_and_drains_the_rest() {
+    let server = start_server(test_config()).await;
+    let bodies: Vec<Vec<u8>> = (0..300).map(|i| format!("s{i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+    let mut p = server.v2().await;
+    send(&mut p, &mpub_cmd("sampled", &refs)).await;
+    expect_response(&mut p, b"OK").await;
+    let mut c = server.v2().await;
+    let (_, ok) = identify(&mut c, r#"{"sample_rate":10}"#).await;
+    assert_eq!(ok, b"OK");
+    send(&mut c, b"SUB sampled ch\nRDY 300\n").await;
+    expect_response(&mut c, b"OK").await;
+    let mut got = 0;
+    while tokio::time::timeout(
+        Duration::from_millis(300),
+        common::read_frame_skip_heartbeats(&mut c),
+    )
+    .await
+    .is_ok()
+    {
+        got += 1;
+    }
+    // nsqd keeps a message when rand(100) <= sample_rate: about 11%.
+    assert!((5..=90).contains(&got), "delivered {got} of 300");
+}
+
+#[tokio::test]
+async fn unbuffered_output_still_delivers_everything() {
+    let server = start_server(test_config()).await;
+    publish(&server, "unbuf", &[b"a", b"b", b"c"]).await;
+    let mut c = server.v2().await;
+    let (_, ok) = identify(&mut c, r#"{"output_buffer_size":-1}"#).await;
+    assert_eq!(ok, b"OK");
+    send(&mut c, b"SUB unbuf ch\nRDY 3\n").await;
+    expect_response(&mut c, b"OK").await;
+    for want in [&b"a"[..], b"b", b"c"] {
+        assert_eq!(expect_message(&mut c).await.body, want);
+    }
+}
