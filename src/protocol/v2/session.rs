@@ -52,8 +52,15 @@ pub enum SessionError {
 
 /// Messages taken from the channel per chunk.
 const TAKE_CHUNK: usize = 256;
-/// Smallest read and decompression step.
+/// Decompression step, and the read size under load.
 const READ_CHUNK: usize = 16 * 1024;
+/// Read size of a quiet connection, so idle clients hold little memory.
+const MIN_READ: usize = 4 * 1024;
+/// Largest read size a busy connection grows to.
+const MAX_READ: usize = 64 * 1024;
+/// Empty buffers with more capacity than this are released, so one large
+/// command or burst does not pin memory for the rest of the connection.
+const KEEP_CAPACITY: usize = 256 * 1024;
 
 /// Where the client is in nsqd's state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +118,9 @@ pub struct Session {
     last_topic: Option<Arc<Topic>>,
     /// xorshift state for `sample_rate`.
     rng: u64,
+    /// Current read size: doubles while reads fill it, halves while they
+    /// stay small.
+    read_size: usize,
 }
 
 impl Session {
@@ -155,9 +165,9 @@ impl Session {
             settings,
             state: State::Init,
             consumer: None,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            rbuf: BytesMut::new(),
             plain: BytesMut::new(),
-            out: BytesMut::with_capacity(READ_CHUNK),
+            out: BytesMut::new(),
             wire: BytesMut::new(),
             compressor: None,
             decompressor: None,
@@ -165,6 +175,7 @@ impl Session {
             last_read: now,
             last_topic: None,
             rng: conn.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            read_size: MIN_READ,
         }
     }
 
@@ -179,14 +190,27 @@ impl Session {
             let deadline = self.next_deadline();
             let wait_for_messages = self.state == State::Subscribed
                 && self.consumer.as_ref().is_some_and(Consumer::is_ready);
+            if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
+                self.rbuf = BytesMut::new();
+            }
+            if self.plain.is_empty() && self.plain.capacity() > KEEP_CAPACITY {
+                self.plain = BytesMut::new();
+            }
             let want = self.read_hint();
             self.rbuf.reserve(want);
+            let spare = self.rbuf.capacity() - self.rbuf.len();
             let consumer = self.consumer.as_ref();
             tokio::select! {
                 read = self.stream.read_buf(&mut self.rbuf) => {
-                    if read? == 0 {
+                    let n = read?;
+                    if n == 0 {
                         debug!("client closed the connection");
                         return Ok(());
+                    }
+                    if n >= spare {
+                        self.read_size = (self.read_size * 2).min(MAX_READ);
+                    } else if n < self.read_size / 4 {
+                        self.read_size = (self.read_size / 2).max(MIN_READ);
                     }
                     self.last_read = Instant::now();
                 }
@@ -214,14 +238,14 @@ impl Session {
     }
 
     /// How many bytes the next read should make room for: what the codec
-    /// says the current command still needs (bounded by the limits), or a
-    /// plain chunk.
+    /// says the current command still needs (bounded by the limits), or the
+    /// adaptive read size.
     fn read_hint(&self) -> usize {
         if self.decompressor.is_some() {
-            return READ_CHUNK;
+            return self.read_size;
         }
         let needed = super::command::Command::needed(&self.rbuf, &self.limits);
-        needed.saturating_sub(self.rbuf.len()).max(READ_CHUNK)
+        needed.saturating_sub(self.rbuf.len()).max(self.read_size)
     }
 
     /// The earliest of the heartbeat, read deadline and in-flight timeout
@@ -652,6 +676,9 @@ impl Session {
         };
         let res = tokio::time::timeout(timeout, self.stream.write_all(data)).await;
         data.clear();
+        if data.capacity() > KEEP_CAPACITY {
+            *data = BytesMut::new();
+        }
         match res {
             Ok(r) => r.map_err(SessionError::from),
             Err(_) => {
