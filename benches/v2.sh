@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# V2 throughput and CPU per message, the DESIGN.md workload: nsq-bench (the
+# bench_writer/bench_reader equivalent) with MPUB batches of 200 messages of
+# 200 bytes, RDY 2500, --mem-queue-size=1000000, 4-second runs, gateway and
+# load generator on the same machine. Server CPU comes from /proc/<pid>/stat.
+#
+#   bash benches/v2.sh [runfor]        # default 4s
+#   NSQD=/path/to/nsqd bash benches/v2.sh   # the same runs against a real nsqd
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNFOR=${1:-4s}
+PORT=${PORT:-14150}
+HTTP=$((PORT + 1))
+DATA=$(mktemp -d)
+stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
+trap 'stop_server; rm -rf "$DATA"' EXIT
+cargo build --release --quiet --bins
+BENCH=target/release/nsq-bench
+start_server() {
+    rm -rf "$DATA"/*
+    if [ -n "${NSQD:-}" ]; then
+        "$NSQD" --tcp-address 127.0.0.1:$PORT --http-address 127.0.0.1:$HTTP \
+            --mem-queue-size=1000000 --data-path "$DATA" --log-level warn &
+    else
+        echo '{}' > "$DATA/empty.yaml"
+        target/release/nsq-gateway --config "$DATA/empty.yaml" --tcp-address 127.0.0.1:$PORT \
+            --http-address 127.0.0.1:$HTTP --mem-queue-size=1000000 --data-path "$DATA" --log-level warn &
+    fi
+    SERVER=$!
+    for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ping" >/dev/null && break; sleep 0.1; done
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+run() {
+    local label=$1; shift
+    local before after
+    before=$(cpu_ticks)
+    local out
+    out=$("$BENCH" "$@" --nsqd-tcp-address 127.0.0.1:$PORT --runfor "$RUNFOR" 2>&1)
+    after=$(cpu_ticks)
+    echo "$out"
+    local msgs
+    msgs=$(echo "$out" | grep -oE '\(([0-9]+) messages\)' | grep -oE '[0-9]+' | paste -sd+ | bc)
+    local hz; hz=$(getconf CLK_TCK)
+    echo "$label: server CPU $(echo "scale=2; ($after - $before) / $hz" | bc)s for $msgs messages = $(echo "scale=3; ($after - $before) * 1000000 / $hz / $msgs" | bc) us/msg"
+}
+start_server
+run "publish" writer --topic bench --size 200 --batch-size 200
+# More backlog than a reader can take in one run, so consume is not capped by it.
+"$BENCH" writer --nsqd-tcp-address 127.0.0.1:$PORT --runfor "$RUNFOR" --topic bench --size 200 --batch-size 200 >/dev/null
+run "consume" reader --topic bench --channel ch --size 200 --rdy 2500
+stop_server
+start_server
+run "both" both --topic both --channel ch --size 200 --batch-size 200 --rdy 2500
