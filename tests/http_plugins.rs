@@ -40,7 +40,7 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
             "test-trap",
             "TRAP",
             PluginLimits {
-                call_timeout_ms: 50,
+                call_timeout_ms: 250,
                 memory: 4 << 20,
                 ..PluginLimits::default()
             },

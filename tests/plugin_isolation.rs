@@ -31,7 +31,7 @@ async fn contained(server: &Server, magic: &[u8; 4], trigger: &str) {
 
 fn echo_limits() -> PluginLimits {
     PluginLimits {
-        call_timeout_ms: 50,
+        call_timeout_ms: 250,
         memory: 4 << 20,
         ..PluginLimits::default()
     }

@@ -237,10 +237,10 @@ async fn wait_channel(
             .iter()
             .flat_map(|t| t.channels.iter())
             .find(|c| c.channel_name == channel);
-        if let Some(ch) = ch {
-            if pred(ch) {
-                return;
-            }
+        if let Some(ch) = ch
+            && pred(ch)
+        {
+            return;
         }
         assert!(tokio::time::Instant::now() < deadline, "{what}: {stats:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -42,27 +42,6 @@ impl Hasher for IdHasher {
     }
 }
 
-#[cfg(test)]
-mod hasher_tests {
-    use super::*;
-    use crate::broker::MessageId;
-    use std::hash::{BuildHasher, BuildHasherDefault};
-
-    #[test]
-    fn consecutive_ids_spread_over_buckets() {
-        let build = BuildHasherDefault::<IdHasher>::default();
-        let mask = 4095u64;
-        let mut buckets = std::collections::HashSet::new();
-        let start = 0x18ea_0df9_703b_7d0f_u64;
-        for i in 0..4096 {
-            let id = MessageId::from_u64(start + i);
-            buckets.insert(build.hash_one(id) & mask);
-        }
-        // A uniform hash fills about 63% of 4096 buckets with 4096 keys.
-        assert!(buckets.len() > 2400, "only {} buckets used", buckets.len());
-    }
-}
-
 struct InFlight {
     msg: Message,
     delivered: Instant,
@@ -289,5 +268,26 @@ impl Drop for Consumer {
         if remaining == 0 && self.channel.is_ephemeral() {
             self.channel.release_ephemeral();
         }
+    }
+}
+
+#[cfg(test)]
+mod hasher_tests {
+    use super::*;
+    use crate::broker::MessageId;
+    use std::hash::{BuildHasher, BuildHasherDefault};
+
+    #[test]
+    fn consecutive_ids_spread_over_buckets() {
+        let build = BuildHasherDefault::<IdHasher>::default();
+        let mask = 4095u64;
+        let mut buckets = std::collections::HashSet::new();
+        let start = 0x18ea_0df9_703b_7d0f_u64;
+        for i in 0..4096 {
+            let id = MessageId::from_u64(start + i);
+            buckets.insert(build.hash_one(id) & mask);
+        }
+        // A uniform hash fills about 63% of 4096 buckets with 4096 keys.
+        assert!(buckets.len() > 2400, "only {} buckets used", buckets.len());
     }
 }

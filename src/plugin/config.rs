@@ -45,8 +45,10 @@ pub struct PluginLimits {
     /// Linear memory per connection, in bytes; growing past it fails
     /// (a Rust guest then aborts, which ends the connection).
     pub memory: u64,
-    /// CPU time one event call may take, in milliseconds, before it is
-    /// interrupted and the connection ended.
+    /// Time one event call may run, in milliseconds, before it is
+    /// interrupted and the connection ended. Measured by epoch ticks, so it
+    /// is elapsed time including host calls, not CPU time: keep it well
+    /// above what a busy host may add.
     pub call_timeout_ms: u64,
     /// Concurrent connections; more are closed right after the magic.
     pub max_connections: usize,
@@ -70,7 +72,7 @@ impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
             memory: 16 << 20,
-            call_timeout_ms: 100,
+            call_timeout_ms: 500,
             max_connections: 10_000,
             topics: vec!["*".into()],
             channels: vec!["*".into()],

@@ -350,6 +350,7 @@ impl Plugin {
         let server = ServerLimits {
             max_rdy: ctx.config.max_rdy_count,
             max_delay: ctx.config.max_req_timeout,
+            write_timeout: ctx.config.client_timeout.max(Duration::from_secs(1)),
         };
         self.serve_stream(
             conn.stream,
@@ -437,6 +438,7 @@ impl Plugin {
         let server = ServerLimits {
             max_rdy: 2500,
             max_delay: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(60),
         };
         let state = HostState::new(self.shared.clone(), server, broker.clone(), client);
         let mut store = Store::new(&self.engine, state);
@@ -462,6 +464,7 @@ impl Plugin {
         let server = ServerLimits {
             max_rdy: 2500,
             max_delay: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(60),
         };
         let state = HostState::new(self.shared.clone(), server, broker.clone(), client);
         let mut store = Store::new(&self.engine, state);
@@ -743,7 +746,14 @@ impl Conn<'_> {
             return Ok(());
         }
         let mut out = std::mem::take(&mut self.store.data_mut().out);
-        let written = self.stream.write_all(&out).await;
+        let limit = self.store.data().server.write_timeout;
+        let written = match tokio::time::timeout(limit, self.stream.write_all(&out)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("client read nothing for {limit:?}"),
+            )),
+        };
         out.clear();
         if out.capacity() <= IDLE_BUFFER {
             // Keep a small buffer for the next call; drop big ones.

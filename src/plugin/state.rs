@@ -42,6 +42,10 @@ pub struct ServerLimits {
     pub max_rdy: u64,
     /// Longest REQ / DPUB delay (nsqd's `--max-req-timeout`).
     pub max_delay: Duration,
+    /// How long a write to the client may block before the connection is
+    /// dropped, so a client that stops reading cannot hold its task (and its
+    /// in-flight messages) forever.
+    pub write_timeout: Duration,
 }
 
 /// Bounds linear memory; remembers a refusal so the trap that usually follows
