@@ -176,6 +176,13 @@ fn write_config(text: &str) -> tempfile_path::TempPath {
     tempfile_path::TempPath::with_contents(text)
 }
 
+/// A config file with only a fresh temporary `data_path`, so a gateway
+/// started by a test never writes into the working directory.
+fn empty_config() -> tempfile_path::TempPath {
+    let dir = common::temp_data_dir();
+    write_config(&format!("data_path: {:?}\n", dir.to_string_lossy()))
+}
+
 /// A minimal temporary file that removes itself.
 mod tempfile_path {
     use std::path::PathBuf;
@@ -260,7 +267,7 @@ fn bad_values_stop_startup() {
         &cfg.0.to_string_lossy(),
     ]);
     assert_ne!(code, 0, "{err}");
-    let ok = write_config("");
+    let ok = empty_config();
     let (code, _, err) = run_bin(&[
         "--max-deflate-level",
         "42",
@@ -282,7 +289,7 @@ fn address_in_use_is_one_line_and_nonzero() {
     let taken = StdListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let http = format!("127.0.0.1:{}", free_port());
-    let empty = write_config("");
+    let empty = empty_config();
     let (code, _, err) = run_bin(&[
         "--config",
         &empty.0.to_string_lossy(),
@@ -304,7 +311,7 @@ fn address_in_use_is_one_line_and_nonzero() {
 fn sigterm_with_clients_connected_exits_zero_within_deadline() {
     let tcp = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
-    let empty = write_config("");
+    let empty = empty_config();
     let mut child = Command::new(BIN)
         .args([
             "--config",
@@ -367,7 +374,7 @@ fn sigterm_with_clients_connected_exits_zero_within_deadline() {
 fn json_logs_carry_the_peer_of_each_connection() {
     let tcp = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
-    let empty = write_config("");
+    let empty = empty_config();
     let child = Command::new(BIN)
         .args([
             "--config",
@@ -417,4 +424,66 @@ fn json_logs_carry_the_peer_of_each_connection() {
         }
     }
     assert!(saw_bad_magic, "no bad-magic log line in: {text}");
+}
+
+#[test]
+fn put_config_log_level_changes_the_live_level() {
+    use std::io::Write;
+    let tcp = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let empty = empty_config();
+    let child = Command::new(BIN)
+        .args([
+            "--config",
+            &empty.0.to_string_lossy(),
+            "--tcp-address",
+            &tcp,
+            "--http-address",
+            &http,
+        ])
+        .args(["--log-level", "info"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let connect_once = || {
+        let start = Instant::now();
+        loop {
+            match std::net::TcpStream::connect(&tcp) {
+                Ok(mut s) => {
+                    s.write_all(b"  V2").expect("magic");
+                    drop(s);
+                    return;
+                }
+                Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("gateway did not start: {e}"),
+            }
+        }
+    };
+    connect_once();
+    let mut h = std::net::TcpStream::connect(&http).expect("http");
+    h.write_all(b"PUT /config/log_level HTTP/1.0\r\nContent-Length: 5\r\n\r\ndebug")
+        .expect("put");
+    let mut resp = String::new();
+    let _ = h.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
+        "{resp}"
+    );
+    connect_once();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let new_client_lines = text
+        .lines()
+        .filter(|l| l.contains("TCP: new client"))
+        .count();
+    assert_eq!(
+        new_client_lines, 1,
+        "debug lines only after the switch:\n{text}"
+    );
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::HttpState;
 use super::error::{ApiError, ApiResult, Reply};
 use super::params::read_capped;
-use crate::config::{Config, parse_duration};
+use crate::config::{Config, LogLevel, parse_duration};
 
 /// Options whose config type is a duration: Go marshals those as integer
 /// nanoseconds.
@@ -62,6 +62,10 @@ pub async fn put_option(
         "nsqlookupd_tcp_addresses" => {
             let addrs: Vec<String> =
                 serde_json::from_slice(&body).map_err(|_| ApiError::InvalidValue)?;
+            tracing::warn!(
+                ?addrs,
+                "nsqlookupd_tcp_addresses stored, but this version does not register with nsqlookupd"
+            );
             st.runtime().nsqlookupd_tcp_addresses = addrs;
         }
         "log_level" => {
@@ -70,7 +74,15 @@ pub async fn put_option(
                 .ok()
                 .filter(|l| LOG_LEVELS.contains(&l.as_str()))
                 .ok_or(ApiError::InvalidValue)?;
-            tracing::info!(%level, "log_level changed over HTTP");
+            let parsed = match level.as_str() {
+                "debug" => LogLevel::Debug,
+                "info" => LogLevel::Info,
+                "warn" => LogLevel::Warn,
+                "error" => LogLevel::Error,
+                _ => LogLevel::Fatal,
+            };
+            let live = crate::logging::set_level(parsed);
+            tracing::info!(%level, live, "log_level changed over HTTP");
             st.runtime().log_level = Some(level);
         }
         _ => return Err(ApiError::InvalidOption),
