@@ -312,3 +312,36 @@ async fn a_large_backlog_is_handed_to_a_new_channel_in_chunks_without_blocking()
     shutdown.cancel();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_topic_creations_is_cheap_and_metadata_catches_up() {
+    let dir = data_dir("burst");
+    let b = Broker::open(opts(&dir, 10)).expect("open");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(b.clone().run_scanner(shutdown.clone()));
+    let start = std::time::Instant::now();
+    for i in 0..2000 {
+        b.topic(&format!("t{i}")).expect("topic");
+    }
+    let took = start.elapsed();
+    // Each creation only marks the metadata dirty; no fsync on this path.
+    assert!(
+        took < Duration::from_secs(2),
+        "2000 creations took {took:?}"
+    );
+    let store = metadata::MetadataStore::new(&dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = store.load().ok().flatten().map_or(0, |m| m.topics.len());
+        if n == 2000 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metadata has {n} topics"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,7 +19,7 @@ mod topic;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -91,6 +91,22 @@ pub(crate) struct Shared {
     store: OnceLock<MetadataStore>,
     /// Disk-queue failures, reported by `/ping` as nsqd does.
     health: Arc<Health>,
+    /// Metadata changed since it was last written. Saves are coalesced by the
+    /// scanner task, so a burst of topic creations costs one write, and no
+    /// publisher's worker thread ever waits on an fsync for metadata.
+    meta_dirty: AtomicBool,
+    /// Wakes the metadata saver.
+    meta_notify: tokio::sync::Notify,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A broker dropped without `persist` (or before the saver ran) still
+        // leaves its latest metadata behind.
+        if self.meta_dirty.load(Ordering::Acquire) {
+            self.write_metadata_now();
+        }
+    }
 }
 
 impl Shared {
@@ -127,12 +143,21 @@ impl Shared {
         }
     }
 
-    /// Saves topic/channel metadata after a change (no-op when memory-only).
-    /// Callers hold no topic or channel lock.
+    /// Records that topic/channel metadata changed; the scanner task writes
+    /// it shortly (no-op when memory-only).
     pub(crate) fn save_metadata(&self) {
+        if self.store.get().is_some() {
+            self.meta_dirty.store(true, Ordering::Release);
+            self.meta_notify.notify_one();
+        }
+    }
+
+    /// Writes the metadata now. Callers hold no topic or channel lock.
+    pub(crate) fn write_metadata_now(&self) {
         let Some(store) = self.store.get() else {
             return;
         };
+        self.meta_dirty.store(false, Ordering::Release);
         let result = store.save_with(|| self.snapshot());
         if let Err(e) = result {
             error!(error = %e, "cannot write metadata");
@@ -190,6 +215,8 @@ impl Broker {
                 client_ids: AtomicU64::new(1),
                 store: OnceLock::new(),
                 health: Arc::new(Health::default()),
+                meta_dirty: AtomicBool::new(false),
+                meta_notify: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -242,7 +269,7 @@ impl Broker {
             }
             info!(topics, channels, path = %dir.display(), "restored metadata");
         }
-        broker.shared.save_metadata();
+        broker.shared.write_metadata_now();
         Ok(broker)
     }
 
@@ -258,7 +285,7 @@ impl Broker {
         for topic in self.topics() {
             saved += topic.persist();
         }
-        self.shared.save_metadata();
+        self.shared.write_metadata_now();
         info!(messages = saved, "wrote in-memory messages to disk");
     }
 
@@ -394,7 +421,37 @@ impl Broker {
                 }
             }
         };
-        tokio::join!(timers.run(shutdown.clone()), syncer);
+        let saver_weak = weak.clone();
+        let saver = async {
+            if !durable {
+                return;
+            }
+            loop {
+                let notified = match saver_weak.upgrade() {
+                    Some(shared) => {
+                        let wait = async move { shared.meta_notify.notified().await };
+                        tokio::select! {
+                            _ = wait => {}
+                            _ = shutdown.cancelled() => return,
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                if !notified {
+                    return;
+                }
+                // Let a burst of changes land, then write once.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let Some(shared) = saver_weak.upgrade() else {
+                    return;
+                };
+                if shared.meta_dirty.load(Ordering::Acquire) {
+                    let _ = tokio::task::spawn_blocking(move || shared.write_metadata_now()).await;
+                }
+            }
+        };
+        tokio::join!(timers.run(shutdown.clone()), syncer, saver);
     }
 }
 
