@@ -17,19 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use common::{TestServer, parse_msg, read_frame_within, temp_data_dir, test_config};
-
-fn mpub_cmd(topic: &str, bodies: &[Vec<u8>]) -> Vec<u8> {
-    let size: usize = 4 + bodies.iter().map(|b| 4 + b.len()).sum::<usize>();
-    let mut v = format!("MPUB {topic}\n").into_bytes();
-    v.extend_from_slice(&(size as u32).to_be_bytes());
-    v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
-    for b in bodies {
-        v.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        v.extend_from_slice(b);
-    }
-    v
-}
+use common::{TestServer, mpub_cmd, parse_msg, read_frame_within, temp_data_dir, test_config};
 
 /// Subscribes and FINs until `expected` messages arrived; returns the bodies.
 async fn consume(

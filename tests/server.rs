@@ -307,112 +307,107 @@ fn address_in_use_is_one_line_and_nonzero() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// The real binary on free loopback ports with a temporary data path.
+struct Gateway {
+    child: std::process::Child,
+    tcp: String,
+    http: String,
+    _config: tempfile_path::TempPath,
+}
+
+impl Gateway {
+    fn spawn(extra: &[&str]) -> Gateway {
+        let tcp = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let config = empty_config();
+        let child = Command::new(BIN)
+            .args([
+                "--config",
+                &config.0.to_string_lossy(),
+                "--tcp-address",
+                &tcp,
+                "--http-address",
+                &http,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        Gateway {
+            child,
+            tcp,
+            http,
+            _config: config,
+        }
+    }
+
+    /// A TCP connection, retried while the gateway starts.
+    fn connect(&self) -> std::net::TcpStream {
+        let start = Instant::now();
+        loop {
+            match std::net::TcpStream::connect(&self.tcp) {
+                Ok(s) => return s,
+                Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("gateway did not start: {e}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status, stderr and how long the exit took.
+    fn terminate(mut self) -> (std::process::ExitStatus, String, Duration) {
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let sent = Instant::now();
+        let status = loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(10),
+                "did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = sent.elapsed();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err, took)
+    }
+}
+
 #[test]
 fn sigterm_with_clients_connected_exits_zero_within_deadline() {
-    let tcp = format!("127.0.0.1:{}", free_port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let empty = empty_config();
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            &empty.0.to_string_lossy(),
-            "--tcp-address",
-            &tcp,
-            "--http-address",
-            &http,
-            "--shutdown-timeout",
-            "3s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    let mut clients = Vec::new();
-    while clients.is_empty() {
-        match std::net::TcpStream::connect(&tcp) {
-            Ok(mut s) => {
-                use std::io::Write;
-                s.write_all(b"  V2SUB t c\nRDY 5\n").expect("write");
-                clients.push(s);
-            }
-            Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("gateway did not start: {e}"),
-        }
-    }
-    clients.push(std::net::TcpStream::connect(&tcp).expect("stalled client"));
+    use std::io::Write;
+    let gw = Gateway::spawn(&["--shutdown-timeout", "3s"]);
+    let mut subscriber = gw.connect();
+    subscriber
+        .write_all(b"  V2SUB t c\nRDY 5\n")
+        .expect("write");
+    let _stalled = gw.connect();
     std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let sent = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(6),
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let (status, err, took) = gw.terminate();
     assert!(status.success(), "exit {status:?}: {err}");
-    assert!(
-        sent.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        sent.elapsed()
-    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
 }
 
 #[test]
 fn json_logs_carry_the_peer_of_each_connection() {
-    let tcp = format!("127.0.0.1:{}", free_port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let empty = empty_config();
-    let child = Command::new(BIN)
-        .args([
-            "--config",
-            &empty.0.to_string_lossy(),
-            "--tcp-address",
-            &tcp,
-            "--http-address",
-            &http,
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let start = Instant::now();
-    let peer = loop {
-        match std::net::TcpStream::connect(&tcp) {
-            Ok(mut s) => {
-                use std::io::Write;
-                let peer = s.local_addr().expect("local addr").to_string();
-                s.write_all(b"JUNK").expect("write");
-                let mut buf = Vec::new();
-                let _ = s.read_to_end(&mut buf);
-                assert_eq!(buf, BAD_PROTOCOL);
-                break peer;
-            }
-            Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("gateway did not start: {e}"),
-        }
-    };
-    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+    use std::io::Write;
+    let gw = Gateway::spawn(&["--log-format", "json"]);
+    let mut s = gw.connect();
+    let peer = s.local_addr().expect("local addr").to_string();
+    s.write_all(b"JUNK").expect("write");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert_eq!(buf, BAD_PROTOCOL);
+    let (status, text, _) = gw.terminate();
+    assert!(status.success());
     let mut saw_bad_magic = false;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value =
@@ -429,41 +424,9 @@ fn json_logs_carry_the_peer_of_each_connection() {
 #[test]
 fn put_config_log_level_changes_the_live_level() {
     use std::io::Write;
-    let tcp = format!("127.0.0.1:{}", free_port());
-    let http = format!("127.0.0.1:{}", free_port());
-    let empty = empty_config();
-    let child = Command::new(BIN)
-        .args([
-            "--config",
-            &empty.0.to_string_lossy(),
-            "--tcp-address",
-            &tcp,
-            "--http-address",
-            &http,
-        ])
-        .args(["--log-level", "info"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let connect_once = || {
-        let start = Instant::now();
-        loop {
-            match std::net::TcpStream::connect(&tcp) {
-                Ok(mut s) => {
-                    s.write_all(b"  V2").expect("magic");
-                    drop(s);
-                    return;
-                }
-                Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("gateway did not start: {e}"),
-            }
-        }
-    };
-    connect_once();
-    let mut h = std::net::TcpStream::connect(&http).expect("http");
+    let gw = Gateway::spawn(&["--log-level", "info"]);
+    gw.connect().write_all(b"  V2").expect("magic");
+    let mut h = std::net::TcpStream::connect(&gw.http).expect("http");
     h.write_all(b"PUT /config/log_level HTTP/1.0\r\nContent-Length: 5\r\n\r\ndebug")
         .expect("put");
     let mut resp = String::new();
@@ -472,12 +435,9 @@ fn put_config_log_level_changes_the_live_level() {
         resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
         "{resp}"
     );
-    connect_once();
+    gw.connect().write_all(b"  V2").expect("magic");
     std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&out.stderr);
+    let (_, text, _) = gw.terminate();
     let new_client_lines = text
         .lines()
         .filter(|l| l.contains("TCP: new client"))

@@ -12,25 +12,15 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use common::{TestServer, parse_msg, read_frame_skip_heartbeats, read_frame_within, test_config};
+use common::{
+    TestServer, mpub_cmd, parse_msg, read_frame_skip_heartbeats, read_frame_within, test_config,
+};
 
 const PRODUCERS: usize = 20;
 const PER_PRODUCER: usize = 5_000;
 const BATCH: usize = 100;
 const CONSUMERS: usize = 4;
 const TOTAL: usize = PRODUCERS * PER_PRODUCER;
-
-fn mpub_cmd(topic: &str, bodies: &[Vec<u8>]) -> Vec<u8> {
-    let size: usize = 4 + bodies.iter().map(|b| 4 + b.len()).sum::<usize>();
-    let mut v = format!("MPUB {topic}\n").into_bytes();
-    v.extend_from_slice(&(size as u32).to_be_bytes());
-    v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
-    for b in bodies {
-        v.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        v.extend_from_slice(b);
-    }
-    v
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_producers_and_four_consumers_deliver_every_body_exactly_once() {

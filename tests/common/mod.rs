@@ -150,6 +150,19 @@ pub fn pub_cmd(topic: &str, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// `MPUB <topic>\n[u32 size][u32 count]([u32 len][body])*`.
+pub fn mpub_cmd(topic: &str, bodies: &[Vec<u8>]) -> Vec<u8> {
+    let size: usize = 4 + bodies.iter().map(|b| 4 + b.len()).sum::<usize>();
+    let mut v = format!("MPUB {topic}\n").into_bytes();
+    v.extend_from_slice(&(size as u32).to_be_bytes());
+    v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
+    for b in bodies {
+        v.extend_from_slice(&(b.len() as u32).to_be_bytes());
+        v.extend_from_slice(b);
+    }
+    v
+}
+
 /// A decoded message frame body.
 pub struct Msg {
     pub timestamp: i64,
