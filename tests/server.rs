@@ -425,7 +425,15 @@ fn json_logs_carry_the_peer_of_each_connection() {
 fn put_config_log_level_changes_the_live_level() {
     use std::io::Write;
     let gw = Gateway::spawn(&["--log-level", "info"]);
-    gw.connect().write_all(b"  V2").expect("magic");
+    // The first client is fully served (its PUB answered) before the switch,
+    // so its connection-start debug line, if any, would already be written.
+    let mut first = gw.connect();
+    first
+        .write_all(b"  V2PUB t\n\x00\x00\x00\x01x")
+        .expect("pub");
+    let mut ok = [0u8; 10];
+    first.read_exact(&mut ok).expect("OK frame");
+    assert_eq!(&ok[8..], b"OK");
     let mut h = std::net::TcpStream::connect(&gw.http).expect("http");
     h.write_all(b"PUT /config/log_level HTTP/1.0\r\nContent-Length: 5\r\n\r\ndebug")
         .expect("put");
@@ -435,8 +443,11 @@ fn put_config_log_level_changes_the_live_level() {
         resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
         "{resp}"
     );
-    gw.connect().write_all(b"  V2").expect("magic");
-    std::thread::sleep(Duration::from_millis(200));
+    let mut second = gw.connect();
+    second
+        .write_all(b"  V2PUB t\n\x00\x00\x00\x01x")
+        .expect("pub");
+    second.read_exact(&mut ok).expect("OK frame");
     let (_, text, _) = gw.terminate();
     let new_client_lines = text
         .lines()
