@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clients;
+pub mod scenarios;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
