@@ -357,3 +357,24 @@ async fn a_waiting_consumer_is_woken_by_publish() {
         .expect("woken");
     assert_eq!(take_all(&mut k).len(), 1);
 }
+
+#[test]
+fn deferred_messages_are_bounded_per_channel() {
+    let b = broker(3);
+    let limit = b.options().max_deferred();
+    assert_eq!(limit, 10_000, "max(mem_queue_size, 10000)");
+    let t = b.topic("t").expect("topic");
+    let ch = t.channel("c").expect("channel");
+    for _ in 0..limit {
+        t.publish_deferred(Bytes::from_static(b"d"), Duration::from_secs(60))
+            .expect("within the bound");
+    }
+    assert_eq!(
+        t.publish_deferred(Bytes::from_static(b"d"), Duration::from_secs(60)),
+        Err(BrokerError::QueueFull)
+    );
+    assert_eq!(ch.stats().deferred_count, limit as u64);
+    // Immediate publishes are bounded separately, by mem_queue_size.
+    t.publish(Bytes::from_static(b"now"))
+        .expect("ready queue has room");
+}
