@@ -5,7 +5,7 @@
 //! where pynsq publishes and nsqjs consumes. The scenarios live in
 //! `tests/clients/nsqjs_scenarios.js`; the harness bootstraps `node_modules`.
 
-mod common;
+use crate::common;
 
 use common::clients::{self, expect_success, ints, strings, unique_topic};
 use common::scenarios::{self, Client, HARD_TIMEOUT, sorted};

@@ -5,7 +5,7 @@
 //! (Debian redis-tools) for PUBLISH and SUBSCRIBE, redis-py for pub/sub,
 //! LPUSH and BRPOP, and messages crossing to and from pynsq, V2 and STOMP.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

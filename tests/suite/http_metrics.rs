@@ -5,7 +5,7 @@
 //! parseable and its series count bounded while 1,000 ephemeral channels
 //! come and go.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

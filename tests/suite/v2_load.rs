@@ -3,7 +3,7 @@
 //! the 100,000 bodies arrive, each once, and after the FINs nothing is left in
 //! flight or queued.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! of bad input ending in an ERROR frame and a close while the gateway keeps
 //! serving others. Real-client tests (stomp.py) are in plugin_stomp_clients.rs.
 
-mod plugin_support;
+use crate::plugin_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

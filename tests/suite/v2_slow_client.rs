@@ -3,7 +3,7 @@
 //! flight go back to the channel: a stalled reader holds neither its task
 //! nor messages.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

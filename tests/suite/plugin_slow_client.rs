@@ -2,7 +2,7 @@
 //! (`client_timeout`), and the messages it held in flight go back to the
 //! channel, so a stalled reader can hold neither its task nor messages.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! over V2 shows in `/stats`, with depths checked at each step; pausing a
 //! topic or channel over HTTP stops delivery and unpausing resumes it.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! state survives; with `--mem-queue-size=0 --sync-mode=always` every
 //! acknowledged publish survives SIGKILL of the real binary.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

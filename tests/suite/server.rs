@@ -3,7 +3,7 @@
 //! connection limit, floods of bad connections, config errors, an address in
 //! use, and graceful shutdown on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::TcpListener as StdListener;

@@ -3,7 +3,7 @@
 //! a missing file, a file that is not a component, a core module, and a
 //! component that does not implement the nsq:gateway/plugin world.
 
-mod plugin_support;
+use crate::plugin_support;
 
 use std::path::PathBuf;
 

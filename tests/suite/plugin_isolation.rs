@@ -3,7 +3,7 @@
 //! connection closes; a second connection to the same plugin and a LINE
 //! connection keep working, and the plugin's counters record it.
 
-mod plugin_support;
+use crate::plugin_support;
 
 use nsq_gateway::plugin::PluginLimits;
 use plugin_support::{LineClient, Server, line_plugin, plugin, small_limits, start};

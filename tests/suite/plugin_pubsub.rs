@@ -3,7 +3,7 @@
 //! publisher sends three messages, the consumer receives them in order with
 //! attempts 1 and FINs them, and the channel ends empty.
 
-mod plugin_support;
+use crate::plugin_support;
 
 use plugin_support::{LineClient, Server, V2Client, line_plugin, start};
 

@@ -4,7 +4,7 @@
 //! against what nsqd does. tokio-nsq cannot send `msg_timeout` in IDENTIFY, so
 //! the timeout scenarios shorten the server's `msg_timeout` instead.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

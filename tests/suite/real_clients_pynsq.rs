@@ -4,7 +4,7 @@
 //! two channels, each checked against what nsqd does. The scenarios live in
 //! `tests/clients/pynsq_scenarios.py`; the harness bootstraps `.venv`.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

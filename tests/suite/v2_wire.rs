@@ -2,7 +2,7 @@
 //! port 0: every byte the client sends and every frame it gets back is
 //! spelled out, so these tests pin wire compatibility with nsqd 1.3.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

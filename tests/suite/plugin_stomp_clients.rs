@@ -4,8 +4,8 @@
 //! NACK redelivery, /topic fan-out, heart-beats, ERROR on a bad destination,
 //! and messages crossing between pynsq (V2) and stomp.py both ways.
 
-mod common;
-mod plugin_support;
+use crate::common;
+use crate::plugin_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! each client shows the protocol it speaks, and each plugin its
 //! connections, traps and limit hits.
 
-mod common;
-mod plugin_support;
+use crate::common;
+use crate::plugin_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
