@@ -15,7 +15,10 @@
 //! Guarantees. With [`SyncPolicy::Always`], `put` returns only after the
 //! record is fsynced, so an acknowledged message survives a crash. With
 //! [`SyncPolicy::Batch`], up to `sync_every` messages or `sync_timeout` of
-//! writes may be lost in a crash. Either way the read position is persisted
+//! writes may be lost in a crash (twice that while the disk is slower than
+//! the publishers: the periodic sync runs in the background, see
+//! [`syncer`], and a sync that falls due while the last is still running
+//! waits for the next message, or blocks once two intervals are due). Either way the read position is persisted
 //! at each sync, so after a crash the records popped since the last sync are
 //! delivered again (at least once). The write end is never taken from the
 //! metadata: every open starts a new segment after the existing ones, so a
@@ -24,6 +27,7 @@
 
 mod meta;
 mod record;
+mod syncer;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +35,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -115,7 +120,7 @@ pub struct DiskQueue {
     /// Segment being appended to; always the last one.
     write_seg: u64,
     /// Opened lazily, so a queue that never spills creates no file.
-    write_file: Option<File>,
+    write_file: Option<Arc<File>>,
     /// Bytes of `write_seg` handed to the OS; always a record boundary, and
     /// the reader never reads past it in `write_seg`.
     flushed: u64,
@@ -141,6 +146,8 @@ pub struct DiskQueue {
     last_sync: Instant,
     /// fsync calls made, for tests and stats.
     fsyncs: u64,
+    /// The periodic syncs handed to the background pool (`Batch` mode).
+    bg: Arc<syncer::Tracker>,
     /// Test hook: the number of bytes that may still be written before a
     /// write fails (after writing that many, like a short write).
     fail_after: Option<u64>,
@@ -225,6 +232,7 @@ impl DiskQueue {
             since_sync: 0,
             last_sync: Instant::now(),
             fsyncs: 0,
+            bg: Arc::default(),
             fail_after: None,
             closed: false,
         };
@@ -387,8 +395,14 @@ impl DiskQueue {
     }
 
     /// `sync`, except that the periodic kind (`full == false`) skips the
-    /// metadata when only puts within one segment changed it.
+    /// metadata when only puts within one segment changed it. Runs on the
+    /// calling thread, after any background sync of this queue.
     fn sync_inner(&mut self, full: bool) -> io::Result<()> {
+        self.bg.wait_idle();
+        if let Some(e) = self.bg.take_error() {
+            tracing::warn!(queue = %self.name, error = %e, "disk queue background sync failed; syncing again");
+            self.redo_background_sync();
+        }
         if !self.write_buf.is_empty() {
             self.commit(self.write_buf.len(), true)?;
         } else if self.data_unsynced {
@@ -427,15 +441,81 @@ impl DiskQueue {
             || !self.write_buf.is_empty()
             || self.data_unsynced
             || self.meta_dirty;
-        if dirty && now.saturating_duration_since(self.last_sync) >= self.opts.sync_timeout {
-            self.sync_inner(false)?;
+        if dirty
+            && now.saturating_duration_since(self.last_sync) >= self.opts.sync_timeout
+            && self.sync_periodic(false)?
+        {
             self.last_sync = now;
         }
         Ok(())
     }
 
+    /// The periodic sync. In `Batch` mode the buffer is written out here and
+    /// the fsync and metadata go to the background pool; if the previous
+    /// background sync is still running, this one is left for a later call
+    /// unless `may_wait`. `Always` mode has nothing to wait for (every put
+    /// was fsynced) and writes the metadata inline. `false`: left for later.
+    fn sync_periodic(&mut self, may_wait: bool) -> io::Result<bool> {
+        if self.opts.sync == SyncPolicy::Always {
+            return self.sync_inner(false).map(|()| true);
+        }
+        if self.bg.busy() {
+            if !may_wait {
+                return Ok(false);
+            }
+            self.bg.wait_idle();
+        }
+        if let Some(e) = self.bg.take_error() {
+            self.redo_background_sync();
+            return Err(e);
+        }
+        self.commit(self.write_buf.len(), false)?;
+        let file = if self.data_unsynced {
+            self.write_file.clone()
+        } else {
+            None
+        };
+        let meta_due = self.read_dirty || self.write_seg != self.meta_write_seg;
+        let meta = (self.meta_dirty && meta_due).then(|| syncer::MetaWrite {
+            path: self.meta_path(),
+            tmp: self.meta_tmp_path(),
+            meta: Meta {
+                depth: self.depth,
+                read: self.read,
+                write: Pos {
+                    seg: self.write_seg,
+                    off: self.flushed,
+                },
+            },
+        });
+        self.since_sync = 0;
+        self.last_sync = Instant::now();
+        self.data_unsynced = false;
+        if meta.is_some() {
+            self.meta_dirty = false;
+            self.read_dirty = false;
+            self.meta_write_seg = self.write_seg;
+        }
+        if file.is_some() || meta.is_some() {
+            syncer::submit(syncer::Job {
+                file,
+                meta,
+                tracker: self.bg.clone(),
+            });
+        }
+        Ok(true)
+    }
+
+    /// After a failed background sync: everything it covered is dirty again.
+    fn redo_background_sync(&mut self) {
+        self.data_unsynced = self.write_file.is_some();
+        self.meta_dirty = true;
+        self.read_dirty = true;
+    }
+
     /// Drops every message and deletes the segment files.
     pub fn empty(&mut self) -> io::Result<()> {
+        self.bg.wait_idle();
         self.reader = None;
         self.write_file = None;
         self.write_buf.clear();
@@ -455,6 +535,7 @@ impl DiskQueue {
 
     /// Removes every file of the queue (its topic or channel was deleted).
     pub fn delete(mut self) -> io::Result<()> {
+        self.bg.wait_idle();
         self.closed = true;
         self.reader = None;
         self.write_file = None;
@@ -473,10 +554,12 @@ impl DiskQueue {
         self.total_bytes
     }
 
-    /// fsync calls made so far (data and metadata).
+    /// fsync calls made so far (data and metadata), once the background
+    /// sync in flight, if any, has finished.
     #[doc(hidden)]
     pub fn fsync_count(&self) -> u64 {
-        self.fsyncs
+        self.bg.wait_idle();
+        self.fsyncs + self.bg.fsyncs()
     }
 
     /// Test hook: after `n` more bytes are written to segment files, the
@@ -507,8 +590,9 @@ impl DiskQueue {
     /// Counts puts and pops toward `sync_every` and syncs when it is reached.
     fn count_ops(&mut self, n: u64) {
         self.since_sync += n;
-        if self.since_sync >= self.opts.sync_every.max(1)
-            && let Err(e) = self.sync_inner(false)
+        let every = self.opts.sync_every.max(1);
+        if self.since_sync >= every
+            && let Err(e) = self.sync_periodic(self.since_sync >= every.saturating_mul(2))
         {
             tracing::warn!(queue = %self.name, error = %e, "disk queue sync failed");
         }
@@ -536,7 +620,7 @@ impl DiskQueue {
             match opened {
                 Ok(f) => {
                     self.fsyncs += 1;
-                    self.write_file = Some(f);
+                    self.write_file = Some(Arc::new(f));
                 }
                 Err(e) => {
                     self.write_buf.truncate(keep);
@@ -705,6 +789,7 @@ impl DiskQueue {
     /// buffer or the metadata.
     #[cfg(test)]
     fn crash(mut self) {
+        self.bg.wait_idle();
         self.closed = true;
     }
 }

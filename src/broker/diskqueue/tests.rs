@@ -490,9 +490,13 @@ fn depth_is_exact_after_a_crash_with_stale_metadata() {
     for i in 95..133 {
         q.put(&msg(i)).unwrap();
     }
-    // Puts and pops count together toward sync_every: the last sync was at
-    // the 140th operation (put of message 127), and the metadata was
-    // written then or earlier with a read position of at most 12.
+    // Puts and pops count together toward sync_every: a sync fell due at the
+    // 140th operation (put of message 127). The one before, at the 130th
+    // (message 117), may still have been running then, in which case the
+    // 140th was left for later and the later puts (to the 145th) retried
+    // it while it was still running, and under twice sync_every none
+    // waits: message 117 is the last one sure to be written. The metadata
+    // was written with a read position of at most 12.
     q.crash();
     let mut q = DiskQueue::open(d.path(), "t", o).unwrap();
     let depth = q.depth();
@@ -501,7 +505,7 @@ fn depth_is_exact_after_a_crash_with_stale_metadata() {
     let first = got[0];
     assert!(first <= 12, "{first}");
     assert_eq!(got, (first..first + got.len() as u64).collect::<Vec<_>>());
-    assert!(*got.last().unwrap() >= 127, "{got:?}");
+    assert!(*got.last().unwrap() >= 117, "{got:?}");
 }
 
 #[test]
@@ -575,4 +579,65 @@ fn corrupt_metadata_falls_back_to_redelivery() {
     drop(q);
     fs::write(d.path().join("t.diskqueue.meta.dat"), "garbage").unwrap();
     assert_eq!(reopen_and_drain(&d), (0..5).collect::<Vec<_>>());
+}
+
+#[test]
+fn batch_sync_runs_in_the_background_and_a_stalled_one_holds_puts_only_at_twice_sync_every() {
+    let d = TempDir::new();
+    let o = DiskQueueOptions {
+        sync_every: 10,
+        max_bytes_per_file: 1 << 20,
+        ..opts()
+    };
+    let mut q = DiskQueue::open(d.path(), "t", o).unwrap();
+    for i in 0..10 {
+        q.put(&msg(i)).unwrap();
+    }
+    // The 10th put handed the fsync and the metadata to the pool.
+    assert_eq!(q.fsync_count(), 3, "directory, data and metadata");
+
+    // The disk stalls with a sync in flight: puts go on, unsynced, up to
+    // twice sync_every; the put that reaches it waits for the disk.
+    q.bg.hold();
+    for i in 10..29 {
+        q.put(&msg(i)).unwrap();
+    }
+    assert!(q.bg.busy(), "nothing was submitted behind the stalled sync");
+    let bg = q.bg.clone();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        bg.release(None);
+    });
+    let t0 = std::time::Instant::now();
+    q.put(&msg(29)).unwrap();
+    let waited = t0.elapsed();
+    release.join().unwrap();
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    // That put's sync wrote the buffer out: a crash now loses nothing.
+    q.crash();
+    assert_eq!(reopen_and_drain(&d), (0..30).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_background_sync_is_reported_once_and_redone() {
+    let d = TempDir::new();
+    let o = DiskQueueOptions {
+        sync_timeout: Duration::from_secs(2),
+        ..opts()
+    };
+    let mut q = DiskQueue::open(d.path(), "t", o).unwrap();
+    let t0 = Instant::now();
+    q.put(&msg(0)).unwrap();
+    q.maybe_sync(t0 + Duration::from_secs(3)).unwrap();
+    q.bg.wait_idle();
+    // The next background job fails (an fsync error on a failing disk).
+    q.bg.hold();
+    q.bg.release(Some(io::Error::other("injected fsync failure")));
+    q.put(&msg(1)).unwrap();
+    let err = q.maybe_sync(t0 + Duration::from_secs(6)).unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    // Reported once; everything is marked dirty and the next sync redoes it.
+    q.maybe_sync(t0 + Duration::from_secs(9)).unwrap();
+    q.crash();
+    assert_eq!(reopen_and_drain(&d), vec![0, 1]);
 }
