@@ -6,11 +6,14 @@
 #
 #   bash benches/v2.sh [runfor]        # default 4s
 #   NSQD=/path/to/nsqd bash benches/v2.sh   # the same runs against a real nsqd
+#   MEM_QUEUE_SIZE=0 SYNC_MODE=always bash benches/v2.sh   # through the disk path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNFOR=${1:-4s}
 PORT=${PORT:-14150}
 HTTP=$((PORT + 1))
+MEMQ=${MEM_QUEUE_SIZE:-1000000}
+SYNC_MODE=${SYNC_MODE:-batch}
 DATA=$(mktemp -d)
 stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap 'stop_server; rm -rf "$DATA"' EXIT
@@ -20,11 +23,12 @@ start_server() {
     rm -rf "$DATA"/*
     if [ -n "${NSQD:-}" ]; then
         "$NSQD" --tcp-address 127.0.0.1:$PORT --http-address 127.0.0.1:$HTTP \
-            --mem-queue-size=1000000 --data-path "$DATA" --log-level warn &
+            --mem-queue-size=$MEMQ --data-path "$DATA" --log-level warn &
     else
         echo '{}' > "$DATA/empty.yaml"
         target/release/nsq-gateway --config "$DATA/empty.yaml" --tcp-address 127.0.0.1:$PORT \
-            --http-address 127.0.0.1:$HTTP --mem-queue-size=1000000 --data-path "$DATA" --log-level warn &
+            --http-address 127.0.0.1:$HTTP --mem-queue-size=$MEMQ --sync-mode "$SYNC_MODE" \
+            --data-path "$DATA" --log-level warn &
     fi
     SERVER=$!
     for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ping" >/dev/null && break; sleep 0.1; done
