@@ -141,6 +141,7 @@ impl Channel {
             }
             st.clients.push(client.clone());
         }
+        client.subscribed.store(true, Ordering::Relaxed);
         Ok(Consumer::new(self.clone(), client, &self.opts))
     }
 

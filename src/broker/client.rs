@@ -1,10 +1,11 @@
 //! What the core knows about a connected client, for `/stats` and metrics:
-//! identity, the protocol it speaks and live counters. Protocol sessions fill
-//! in the metadata; consumers update the counters.
+//! identity, the protocol it speaks, live counters and what it published.
+//! Protocol sessions fill in the metadata and the publish counts; consumers
+//! update the delivery counters.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -43,7 +44,29 @@ pub struct ClientInfo {
     pub message_count: AtomicU64,
     pub finish_count: AtomicU64,
     pub requeue_count: AtomicU64,
+    /// Set by the first SUB; nsqd's `state` is 3 from then on, 0 before.
+    pub subscribed: AtomicBool,
+    /// Messages published per topic, as nsqd's `pub_counts`; a client with
+    /// any is listed among `/stats` producers. At most `MAX_PUB_TOPICS`
+    /// topics are tracked per client.
+    pub_counts: Mutex<Vec<PubCount>>,
 }
+
+/// Topics whose publish counts one client keeps; publishes to further
+/// topics are not counted, so a client cycling through ephemeral topic
+/// names cannot grow its entry without bound.
+pub const MAX_PUB_TOPICS: usize = 256;
+
+/// nsqd's `PubCount`: messages a client published to one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PubCount {
+    pub topic: String,
+    pub count: u64,
+}
+
+/// nsqd's client states as `/stats` shows them.
+pub const STATE_INIT: i32 = 0;
+pub const STATE_SUBSCRIBED: i32 = 3;
 
 impl ClientInfo {
     pub fn new(id: u64, remote_address: SocketAddr, protocol: impl Into<String>) -> Self {
@@ -58,7 +81,33 @@ impl ClientInfo {
             message_count: AtomicU64::new(0),
             finish_count: AtomicU64::new(0),
             requeue_count: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+            pub_counts: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Counts `n` messages published to `topic`. One short lock per publish
+    /// command (an MPUB counts once), and a linear search: clients publish
+    /// to few topics, the last one first.
+    pub fn record_publish(&self, topic: &str, n: u64) {
+        let mut counts = self.pub_counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = counts.iter_mut().rev().find(|c| c.topic == topic) {
+            c.count += n;
+        } else if counts.len() < MAX_PUB_TOPICS {
+            counts.push(PubCount {
+                topic: topic.to_owned(),
+                count: n,
+            });
+        }
+    }
+
+    /// Published anything: nsqd's `IsProducer`.
+    pub fn is_producer(&self) -> bool {
+        !self
+            .pub_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// A copy of the metadata.
@@ -91,6 +140,16 @@ impl ClientInfo {
             message_count: self.message_count.load(Ordering::Relaxed),
             finish_count: self.finish_count.load(Ordering::Relaxed),
             requeue_count: self.requeue_count.load(Ordering::Relaxed),
+            state: if self.subscribed.load(Ordering::Relaxed) {
+                STATE_SUBSCRIBED
+            } else {
+                STATE_INIT
+            },
+            pub_counts: self
+                .pub_counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             meta,
         }
     }
@@ -110,5 +169,46 @@ pub struct ClientStats {
     pub message_count: u64,
     pub finish_count: u64,
     pub requeue_count: u64,
+    /// nsqd's client state: `STATE_SUBSCRIBED` or `STATE_INIT`.
+    pub state: i32,
+    pub pub_counts: Vec<PubCount>,
     pub meta: ClientMeta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pub_counts_add_up_per_topic_and_stop_at_the_topic_limit() {
+        let c = ClientInfo::new(1, "127.0.0.1:1".parse().unwrap(), "V2");
+        assert!(!c.is_producer());
+        c.record_publish("a", 1);
+        c.record_publish("b", 200);
+        c.record_publish("a", 2);
+        assert!(c.is_producer());
+        let counts = |c: &ClientInfo| c.stats().pub_counts;
+        assert_eq!(
+            counts(&c),
+            [
+                PubCount {
+                    topic: "a".into(),
+                    count: 3
+                },
+                PubCount {
+                    topic: "b".into(),
+                    count: 200
+                },
+            ]
+        );
+        for i in 0..MAX_PUB_TOPICS * 2 {
+            c.record_publish(&format!("t{i}"), 1);
+        }
+        let all = counts(&c);
+        assert_eq!(all.len(), MAX_PUB_TOPICS, "bounded");
+        // Topics already tracked keep counting.
+        c.record_publish("b", 1);
+        assert_eq!(counts(&c)[1].count, 201);
+        assert_eq!(c.stats().state, STATE_INIT);
+    }
 }

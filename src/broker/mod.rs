@@ -20,14 +20,14 @@ mod topic;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 pub use channel::{Channel, ChannelStats};
-pub use client::{ClientInfo, ClientMeta, ClientStats};
+pub use client::{ClientInfo, ClientMeta, ClientStats, MAX_PUB_TOPICS, PubCount};
 pub use consumer::Consumer;
 pub use error::BrokerError;
 pub use message::{IdGenerator, MSG_ID_LEN, Message, MessageId, now_nanos};
@@ -36,7 +36,7 @@ pub use topic::{Topic, TopicStats};
 use diskqueue::{DiskQueue, DiskQueueOptions};
 use health::Health;
 use metadata::{ChannelMeta, Metadata, MetadataStore, TopicMeta};
-use timers::Timers;
+use timers::{Timers, lock};
 
 /// The core's limits, with nsqd's defaults.
 #[derive(Debug, Clone)]
@@ -97,6 +97,10 @@ pub(crate) struct Shared {
     meta_dirty: AtomicBool,
     /// Wakes the metadata saver.
     meta_notify: tokio::sync::Notify,
+    /// Every connected client of every protocol, by id, for `/stats`
+    /// producers. Bounded by the connection limit; entries are removed by
+    /// `ClientRegistration`'s drop.
+    clients: Mutex<HashMap<u64, Weak<ClientInfo>>>,
 }
 
 impl Drop for Shared {
@@ -217,6 +221,7 @@ impl Broker {
                 health: Arc::new(Health::default()),
                 meta_dirty: AtomicBool::new(false),
                 meta_notify: tokio::sync::Notify::new(),
+                clients: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -381,6 +386,31 @@ impl Broker {
     }
 
     /// Stats for every topic (or only `topic`), sorted by name.
+    /// Lists `client` among the connected clients until the returned guard
+    /// is dropped (when its connection ends).
+    pub fn register_client(&self, client: &Arc<ClientInfo>) -> ClientRegistration {
+        lock(&self.shared.clients).insert(client.id, Arc::downgrade(client));
+        ClientRegistration {
+            shared: Arc::downgrade(&self.shared),
+            id: client.id,
+        }
+    }
+
+    /// nsqd's `GetProducerStats`: connected clients that published, by id.
+    pub fn producers(&self) -> Vec<ClientStats> {
+        let live: Vec<Arc<ClientInfo>> = {
+            let map = lock(&self.shared.clients);
+            map.values().filter_map(Weak::upgrade).collect()
+        };
+        let mut out: Vec<(u64, ClientStats)> = live
+            .iter()
+            .filter(|c| c.is_producer())
+            .map(|c| (c.id, c.stats()))
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        out.into_iter().map(|(_, s)| s).collect()
+    }
+
     pub fn stats(&self, topic: Option<&str>) -> Vec<TopicStats> {
         self.topics()
             .iter()
@@ -452,6 +482,22 @@ impl Broker {
             }
         };
         tokio::join!(timers.run(shutdown.clone()), syncer, saver);
+    }
+}
+
+/// Keeps a client listed in the broker's client registry; dropping it (at
+/// the end of the connection) removes the entry.
+#[must_use = "the client is unlisted when this is dropped"]
+pub struct ClientRegistration {
+    shared: Weak<Shared>,
+    id: u64,
+}
+
+impl Drop for ClientRegistration {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            lock(&shared.clients).remove(&self.id);
+        }
     }
 }
 

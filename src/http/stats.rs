@@ -15,12 +15,9 @@ use super::error::{ApiResult, Reply};
 use super::params::{Query, bool_param};
 use super::process::ProcessStats;
 use super::timefmt;
-use crate::broker::{ChannelStats, ClientStats, TopicStats};
+use crate::broker::{ChannelStats, ClientStats, PubCount, TopicStats};
 use crate::plugin::PluginStats;
 use crate::server::{Context, ProtocolStats};
-
-/// nsqd's client `state` for a subscribed client (`stateSubscribed`).
-const STATE_SUBSCRIBED: i32 = 3;
 
 /// `GET /stats`.
 pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
@@ -30,9 +27,20 @@ pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
     let include_clients = bool_param(query.get("include_clients")).unwrap_or(true);
     let include_mem = bool_param(query.get("include_mem")).unwrap_or(true);
     let topics = topic_stats(&st.ctx, topic, channel, include_clients);
+    // nsqd lists producers only with the clients.
+    let producers = if include_clients {
+        st.ctx.broker.producers()
+    } else {
+        Vec::new()
+    };
     let memory = include_mem.then(Memory::read);
     if query.get("format") != Some("json") {
-        return Ok(Reply::Text(render_text(&st, &topics, memory.as_ref())));
+        return Ok(Reply::Text(render_text(
+            &st,
+            &topics,
+            &producers,
+            memory.as_ref(),
+        )));
     }
     let out = StatsJson {
         version: super::VERSION,
@@ -40,7 +48,7 @@ pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
         start_time: st.start_time as i64,
         topics: topics.iter().map(TopicJson::from).collect(),
         memory,
-        producers: Vec::new(),
+        producers: producers.iter().map(ClientJson::from).collect(),
         protocols: st.ctx.stats.protocols(),
         plugins: plugin_stats(&st.ctx),
     };
@@ -85,8 +93,8 @@ struct StatsJson {
     topics: Vec<TopicJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memory: Option<Memory>,
-    /// nsqd lists publishing TCP clients here; the core does not track
-    /// producers, so this is always empty.
+    /// Connected clients that published (V2 and plugin clients; HTTP
+    /// publishes have no client), as nsqd's `GetProducerStats`.
     producers: Vec<ClientJson>,
     /// Extension: connections per protocol ("V2" or a plugin name).
     protocols: Vec<ProtocolStats>,
@@ -189,6 +197,8 @@ struct ClientJson {
     user_agent: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     authed: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub_counts: Vec<PubCount>,
     tls: bool,
     tls_cipher_suite: String,
     tls_version: String,
@@ -205,7 +215,7 @@ impl From<&ClientStats> for ClientJson {
             hostname: c.hostname.clone(),
             version: c.protocol.clone(),
             remote_address: c.remote_address.clone(),
-            state: STATE_SUBSCRIBED,
+            state: c.state,
             ready_count: c.ready_count,
             in_flight_count: c.in_flight_count,
             message_count: c.message_count,
@@ -217,6 +227,7 @@ impl From<&ClientStats> for ClientJson {
             snappy: c.meta.snappy,
             user_agent: c.user_agent.clone(),
             authed: c.meta.authed,
+            pub_counts: c.pub_counts.clone(),
             tls: c.meta.tls,
             tls_cipher_suite: String::new(),
             tls_version: String::new(),
@@ -259,7 +270,12 @@ impl Memory {
 }
 
 /// nsqd's `printStats` layout.
-fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -> String {
+fn render_text(
+    st: &HttpState,
+    topics: &[TopicStats],
+    producers: &[ClientStats],
+    memory: Option<&Memory>,
+) -> String {
     let now = timefmt::now_seconds();
     let mut w = String::new();
     let _ = writeln!(
@@ -321,15 +337,13 @@ fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -
                 c.message_count
             );
             for cl in &c.clients {
-                let port = cl.remote_address.rsplit(':').next().unwrap_or("");
-                let id = format!("{}:{} {}", cl.hostname, port, cl.user_agent);
-                let connected = timefmt::go_duration((now - cl.connect_ts as f64).max(0.0).trunc());
+                let (id, connected) = client_text_id(cl, now);
                 let _ = writeln!(
                     w,
                     "        [{} {:<21}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} msgs: {:<8} connected: {}",
                     cl.protocol,
                     id,
-                    STATE_SUBSCRIBED,
+                    cl.state,
                     cl.in_flight_count,
                     cl.ready_count,
                     cl.finish_count,
@@ -340,7 +354,23 @@ fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -
             }
         }
     }
-    let _ = writeln!(w, "\nProducers: None");
+    if producers.is_empty() {
+        let _ = writeln!(w, "\nProducers: None");
+    } else {
+        let _ = writeln!(w, "\nProducers:");
+        for p in producers {
+            let (id, connected) = client_text_id(p, now);
+            let total: u64 = p.pub_counts.iter().map(|c| c.count).sum();
+            let _ = writeln!(
+                w,
+                "   [{} {:<21}] msgs: {:<8} connected: {}",
+                p.protocol, id, total, connected
+            );
+            for c in &p.pub_counts {
+                let _ = writeln!(w, "      [{:<15}] msgs: {:<8}", c.topic, c.count);
+            }
+        }
+    }
     let protocols = st.ctx.stats.protocols();
     if !protocols.is_empty() {
         let _ = writeln!(w, "\nProtocols:");
@@ -364,4 +394,13 @@ fn render_text(st: &HttpState, topics: &[TopicStats], memory: Option<&Memory>) -
         }
     }
     w
+}
+
+/// nsqd's text id of a client (`hostname:port user_agent`) and how long it
+/// has been connected, to the second.
+fn client_text_id(c: &ClientStats, now: f64) -> (String, String) {
+    let port = c.remote_address.rsplit(':').next().unwrap_or("");
+    let id = format!("{}:{} {}", c.hostname, port, c.user_agent);
+    let connected = timefmt::go_duration((now - c.connect_ts as f64).max(0.0).trunc());
+    (id, connected)
 }

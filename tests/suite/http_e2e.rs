@@ -1,7 +1,9 @@
 //! The HTTP API against a real server on port 0, next to raw V2 clients: a
 //! message published over HTTP reaches a V2 subscriber and one published
 //! over V2 shows in `/stats`, with depths checked at each step; pausing a
-//! topic or channel over HTTP stops delivery and unpausing resumes it.
+//! topic or channel over HTTP stops delivery and unpausing resumes it. V2
+//! clients that publish are listed as `/stats` producers with their
+//! per-topic counts while they are connected.
 
 use crate::common;
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{TestServer, parse_msg, pub_cmd, read_frame_within, test_config};
+use common::{TestServer, mpub_cmd, parse_msg, pub_cmd, read_frame_within, test_config};
 
 const FRAME_RESPONSE: u32 = 0;
 const FRAME_MESSAGE: u32 = 2;
@@ -334,5 +336,98 @@ async fn http_answers_nsqd_errors_over_a_socket() {
     assert_eq!(status, 200);
     let info: serde_json::Value = serde_json::from_str(&body).expect("info JSON");
     assert_eq!(info["http_port"], h.port());
+    srv.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn publishing_v2_clients_are_listed_as_producers_with_pub_counts() {
+    let srv = TestServer::start(test_config()).await;
+    let h = srv.http_addr;
+    let s = stats(h).await;
+    assert_eq!(s["producers"], serde_json::json!([]));
+
+    let mut producer = srv.v2().await;
+    producer
+        .write_all(&pub_cmd("alpha", b"one"))
+        .await
+        .expect("PUB");
+    expect_ok(&mut producer).await;
+    let bodies = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+    producer
+        .write_all(&mpub_cmd("beta", &bodies))
+        .await
+        .expect("MPUB");
+    expect_ok(&mut producer).await;
+    producer
+        .write_all(b"DPUB alpha 1000\n\x00\x00\x00\x03two")
+        .await
+        .expect("DPUB");
+    expect_ok(&mut producer).await;
+    // A consumer that never published is no producer, and is subscribed.
+    let consumer = subscribe(&srv, "alpha", "ch", 0).await;
+    // A failed publish counts nothing.
+    let mut bad = srv.v2().await;
+    bad.write_all(b"PUB bad!name\n\x00\x00\x00\x01x")
+        .await
+        .expect("PUB");
+    let (_, err) = read_frame_within(&mut bad, WAIT).await;
+    assert!(
+        err.starts_with(b"E_BAD_TOPIC"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+
+    let s = stats(h).await;
+    let producers = s["producers"].as_array().expect("producers array");
+    assert_eq!(producers.len(), 1, "{s}");
+    let p = &producers[0];
+    assert_eq!(
+        p["state"], 0,
+        "a producer that never subscribed is in state init"
+    );
+    assert_eq!(p["version"], "V2");
+    assert_eq!(
+        p["pub_counts"],
+        serde_json::json!([{"topic": "alpha", "count": 2}, {"topic": "beta", "count": 3}])
+    );
+    assert_eq!(
+        p["remote_address"],
+        producer.local_addr().expect("addr").to_string()
+    );
+    let c = &channel(&s, "alpha", "ch")["clients"][0];
+    assert_eq!(c["state"], 3);
+    assert!(
+        c.get("pub_counts").is_none(),
+        "omitted when empty, as nsqd: {c}"
+    );
+
+    // Not with include_clients=false, as nsqd.
+    let (_, body) = http(h, "GET", "/stats?format=json&include_clients=false", b"").await;
+    let s: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(s["producers"], serde_json::json!([]));
+
+    // The text format lists them with a total and per-topic counts.
+    let (_, text) = http(h, "GET", "/stats", b"").await;
+    assert!(text.contains("\nProducers:\n"), "{text}");
+    assert!(text.contains("msgs: 5 "), "{text}");
+    assert!(text.contains("      [alpha          ] msgs: 2 "), "{text}");
+
+    // Gone when the connection is.
+    drop(producer);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = stats(h).await;
+        if s["producers"] == serde_json::json!([]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "producer still listed: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, text) = http(h, "GET", "/stats", b"").await;
+    assert!(text.contains("\nProducers: None"), "{text}");
+    drop((consumer, bad));
     srv.shutdown().await.expect("clean shutdown");
 }

@@ -28,7 +28,9 @@ use super::command::{Command, Dpub, Fin, Mpub, Pub, Rdy, Req, Sub, Touch};
 use super::compress::{CompressError, Compressor, Decompressor};
 use super::error::{ErrorCode, ProtocolError};
 use super::identify::{self, ClientSettings, Compression, IdentifyConfig, IdentifyData};
-use crate::broker::{BrokerError, ClientInfo, ClientMeta, Consumer, Message, MessageId, Topic};
+use crate::broker::{
+    BrokerError, ClientInfo, ClientMeta, ClientRegistration, Consumer, Message, MessageId, Topic,
+};
 use crate::server::{Accepted, Context};
 
 /// Why a session ended other than by the client closing cleanly.
@@ -87,6 +89,9 @@ pub struct Session {
     stream: TcpStream,
     /// Stats and identity shared with the channel's client list.
     client: Arc<ClientInfo>,
+    /// Lists the client in the broker (for `/stats` producers) while the
+    /// session lives.
+    _registration: ClientRegistration,
     /// Codec limits from the config.
     limits: Limits,
     /// IDENTIFY limits and defaults from the config.
@@ -154,11 +159,13 @@ impl Session {
         meta.client_id = ip.clone();
         meta.hostname = ip;
         client.set_meta(meta);
+        let registration = ctx.broker.register_client(&client);
         let now = Instant::now();
         Session {
             ctx,
             stream: conn.stream,
             client,
+            _registration: registration,
             limits,
             identify_cfg,
             next_heartbeat: settings.heartbeat_interval.map(|hb| now + hb),
@@ -501,11 +508,13 @@ impl Session {
     fn publish(&mut self, p: Pub) -> Result<(), ProtocolError> {
         self.with_topic(&p.topic, |t| t.publish(p.body.clone()))
             .map_err(|e| ProtocolError::new(ErrorCode::PubFailed, format!("PUB failed {e}")))?;
+        self.client.record_publish(&p.topic, 1);
         codec::write_response(&mut self.out, b"OK");
         Ok(())
     }
 
     fn mpub(&mut self, m: Mpub) -> Result<(), ProtocolError> {
+        let count = m.bodies.len() as u64;
         let mut bodies = Some(m.bodies);
         self.with_topic(&m.topic, |t| match bodies.take() {
             Some(b) => {
@@ -521,6 +530,7 @@ impl Session {
             None => Err(BrokerError::Exiting),
         })
         .map_err(|e| ProtocolError::new(ErrorCode::MpubFailed, format!("MPUB failed {e}")))?;
+        self.client.record_publish(&m.topic, count);
         codec::write_response(&mut self.out, b"OK");
         Ok(())
     }
@@ -535,6 +545,7 @@ impl Session {
             }
         })
         .map_err(|e| ProtocolError::new(ErrorCode::DpubFailed, format!("DPUB failed {e}")))?;
+        self.client.record_publish(&d.topic, 1);
         codec::write_response(&mut self.out, b"OK");
         Ok(())
     }
