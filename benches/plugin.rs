@@ -4,14 +4,17 @@
 //!    `InstancePre`), p50/p99, with and without the pooling allocator;
 //! 2. memory per idle LINE connection at 10,000 connections (server RSS
 //!    delta / n; the clients run in a child process so their sockets and
-//!    buffers are not counted);
+//!    buffers are not counted), and of the instances alone, each broken
+//!    down by what holds it (pooled linear memories, fiber stacks, tables,
+//!    the host's heap: see `rss_by_kind`);
 //! 3. server CPU per published message, LINE vs V2, same workload (100-byte
 //!    bodies, one pipelined connection), measured as the CPU time of the
 //!    server's single runtime thread; LINE under each CPU budget (epoch,
 //!    fuel, none) to show what the deadline costs.
 //!
 //! Arguments: `[instantiate] [memory] [cpu]` to run a subset (default all);
-//! `BENCH_CONNS` overrides 10,000 and `BENCH_MSGS` 200,000.
+//! `BENCH_CONNS` overrides 10,000 and `BENCH_MSGS` 200,000; `BENCH_PROTOS=LINE`
+//! (or `V2`) measures only that protocol's connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -197,37 +200,18 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// The mappings holding the most resident memory, from /proc/self/smaps, so
-/// the per-connection cost can be attributed (memory pool, stack pool, heap).
-fn top_mappings(k: usize) -> Vec<(u64, u64, String)> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-    let mut out = Vec::new();
-    let (mut size, mut name) = (0u64, String::new());
-    for line in smaps.lines() {
-        let mut parts = line.split_whitespace();
-        let first = parts.next().unwrap_or_default();
-        if first.contains('-') && !first.ends_with(':') {
-            let mut range = first.split('-');
-            let lo = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
-            let hi = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
-            size = hi.saturating_sub(lo);
-            name = parts.nth(4).unwrap_or("[anon]").to_string();
-        } else if first == "Rss:" {
-            let kb: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            out.push((kb, size >> 20, name.clone()));
-        }
-    }
-    out.sort_by_key(|m| std::cmp::Reverse(m.0));
-    out.truncate(k);
-    out
+/// One mapping of /proc/self/smaps.
+struct Mapping {
+    lo: u64,
+    hi: u64,
+    perms: String,
+    name: String,
+    rss_kib: u64,
 }
 
-/// Resident memory grouped by mapping size: the pooled slots (one mapping
-/// per linear memory, stack or table once touched) show up as big groups.
-fn mapping_groups(k: usize) -> Vec<(u64, usize, u64)> {
+fn read_smaps() -> Vec<Mapping> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-    let mut groups: std::collections::HashMap<u64, (usize, u64)> = Default::default();
-    let mut size = 0u64;
+    let mut maps: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let mut parts = line.split_whitespace();
         let first = parts.next().unwrap_or_default();
@@ -235,18 +219,102 @@ fn mapping_groups(k: usize) -> Vec<(u64, usize, u64)> {
             let mut range = first.split('-');
             let lo = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
             let hi = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
-            size = hi.saturating_sub(lo) >> 10;
-        } else if first == "Rss:" {
-            let kb: u64 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            let g = groups.entry(size).or_default();
-            g.0 += 1;
-            g.1 += kb;
+            let perms = parts.next().unwrap_or_default().to_string();
+            let name = parts.nth(3).unwrap_or("[anon]").to_string();
+            maps.push(Mapping {
+                lo,
+                hi,
+                perms,
+                name,
+                rss_kib: 0,
+            });
+        } else if first == "Rss:"
+            && let Some(m) = maps.last_mut()
+        {
+            m.rss_kib = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         }
     }
-    let mut v: Vec<(u64, usize, u64)> = groups.into_iter().map(|(s, (c, r))| (s, c, r)).collect();
-    v.sort_by_key(|g| std::cmp::Reverse(g.2));
-    v.truncate(k);
-    v
+    maps
+}
+
+/// What holds resident memory, by kind of mapping (KiB per kind).
+const KINDS: [&str; 6] = [
+    "linear memory: data image (copy-on-write)",
+    "linear memory: below the image (guest stack)",
+    "linear memory: above the image (guest heap)",
+    "fiber stacks (pooled)",
+    "tables (pool)",
+    "host: malloc heap, tasks, code, the rest",
+];
+
+/// Resident KiB per entry of `KINDS`, from /proc/self/smaps. The pooled
+/// slots are told apart by their neighbours: a linear memory is the mappings
+/// around its copy-on-write image (`memfd:wasm-memory-image`), a fiber stack
+/// is an `async_stack_size` (1 MiB) mapping right after a one-page guard,
+/// and the table pool is one mapping of gigabytes.
+fn rss_by_kind() -> [u64; 6] {
+    let maps = read_smaps();
+    let mut kib = [0u64; 6];
+    for (i, m) in maps.iter().enumerate() {
+        let image =
+            |j: Option<&Mapping>| j.is_some_and(|j| j.name.contains("memfd:wasm-memory-image"));
+        let prev = i.checked_sub(1).map(|j| &maps[j]);
+        let next = maps.get(i + 1);
+        let kind = if image(Some(m)) {
+            0
+        } else if image(next) && next.is_some_and(|n| n.lo == m.hi) {
+            1
+        } else if image(prev) && prev.is_some_and(|p| p.hi == m.lo) {
+            2
+        } else if m.hi - m.lo == 1 << 20
+            && prev
+                .is_some_and(|p| p.hi == m.lo && p.hi - p.lo == 4096 && p.perms.starts_with("---"))
+        {
+            3
+        } else if m.hi - m.lo >= 1 << 30 && m.perms.starts_with("rw") {
+            4
+        } else {
+            5
+        };
+        kib[kind] += m.rss_kib;
+    }
+    kib
+}
+
+/// Bytes the host's malloc has handed out and not freed (all arenas).
+fn malloc_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads glibc's allocator statistics.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64
+}
+
+/// A snapshot to subtract from a later one: RSS by kind and malloc in use.
+struct MemSnapshot {
+    by_kind: [u64; 6],
+    malloc: u64,
+}
+
+impl MemSnapshot {
+    fn take() -> Self {
+        MemSnapshot {
+            by_kind: rss_by_kind(),
+            malloc: malloc_in_use(),
+        }
+    }
+
+    /// Prints what grew since `self`, per connection (KB = 1000 bytes).
+    fn print_growth(&self, n: usize) {
+        let now = MemSnapshot::take();
+        for (k, kind) in KINDS.iter().enumerate() {
+            let grew = now.by_kind[k].saturating_sub(self.by_kind[k]) * 1024;
+            println!("    {:>6.1} KB  {kind}", grew as f64 / n as f64 / 1000.0);
+        }
+        let grew = now.malloc.saturating_sub(self.malloc);
+        println!(
+            "    ({:.1} KB of the host part is malloc'd and in use)",
+            grew as f64 / n as f64 / 1000.0
+        );
+    }
 }
 
 /// Idle memory of the instances alone: `n` stores that ran `on-connect`,
@@ -258,6 +326,7 @@ fn instance_memory(n: usize) -> anyhow::Result<()> {
     let plugins = load_plugins_with(&[line_config(n)], &HostOptions::default())?;
     let plugin = plugins[0].1.clone();
     let broker = Broker::new(BrokerOptions::default());
+    let snapshot = MemSnapshot::take();
     let before = rss_bytes();
     let held = rt.block_on(async {
         let mut held = Vec::with_capacity(n);
@@ -271,11 +340,7 @@ fn instance_memory(n: usize) -> anyhow::Result<()> {
         "memory: LINE instances only (store + instance after on-connect, no socket/task): {:.1} KB each (n={n})",
         after.saturating_sub(before) as f64 / n as f64 / 1000.0
     );
-    if std::env::var_os("BENCH_SMAPS").is_some() {
-        for (size_kb, count, rss_kb) in mapping_groups(8) {
-            println!("    {count:>6} mappings of {size_kb:>8} KiB hold {rss_kb:>8} KiB resident");
-        }
-    }
+    snapshot.print_growth(n);
     drop(held);
     Ok(())
 }
@@ -293,6 +358,7 @@ fn memory() -> anyhow::Result<()> {
         let pool = if label == "LINE" { n } else { 10 };
         let server = start_server(&HostOptions::default(), pool)?;
         std::thread::sleep(Duration::from_millis(200));
+        let snapshot = MemSnapshot::take();
         let before = rss_bytes();
         let mut child = std::process::Command::new(std::env::current_exe()?)
             .args([
@@ -323,16 +389,7 @@ fn memory() -> anyhow::Result<()> {
             after as f64 / 1048576.0,
             (after.saturating_sub(before)) as f64 / n as f64 / 1000.0,
         );
-        if std::env::var_os("BENCH_SMAPS").is_some() {
-            for (kb, mib, name) in top_mappings(8) {
-                println!("    rss {kb:>8} KiB in a {mib:>7} MiB mapping {name}");
-            }
-            for (size_kb, count, rss_kb) in mapping_groups(8) {
-                println!(
-                    "    {count:>6} mappings of {size_kb:>8} KiB hold {rss_kb:>8} KiB resident"
-                );
-            }
-        }
+        snapshot.print_growth(n);
         let _ = child.kill();
         let _ = child.wait();
         drop(server);

@@ -45,7 +45,8 @@ use crate::broker::{Broker, ClientInfo, Message};
 /// Bytes read from the socket per `on-data` call at most; the read buffer
 /// grows to this under load.
 const READ_CHUNK: usize = 64 * 1024;
-/// The read buffer an idle connection keeps at most (idle memory target).
+/// The first read size, and what it falls back to after a small read; also
+/// the largest output buffer kept between calls.
 const IDLE_BUFFER: usize = 4096;
 /// Bodies handed to one `on-messages` call at most (at least one message).
 const DELIVERY_BYTES: usize = 1 << 20;
@@ -81,6 +82,13 @@ impl Default for HostOptions {
         }
     }
 }
+
+/// Server limits for the benches' stores (no server config there).
+const BENCH_LIMITS: ServerLimits = ServerLimits {
+    max_rdy: 2500,
+    max_delay: Duration::from_secs(3600),
+    write_timeout: Duration::from_secs(60),
+};
 
 /// Fuel per millisecond of `call_timeout_ms` (about one unit per wasm
 /// instruction; a core retires a few thousand million per second).
@@ -388,15 +396,11 @@ impl Plugin {
         }
         self.counters.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let client = Arc::new(ClientInfo::new(id, peer, self.shared.name.clone()));
-        let state = HostState::new(self.shared.clone(), server, broker, client);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        if self.cpu == CpuBudget::Epoch {
-            store.epoch_deadline_trap();
-        }
-        self.arm(&mut store);
-        let guest = match self.pre.instantiate_async(&mut store).await {
+        let mut store = self.new_store(broker, server, id, peer);
+        // Boxed, like every guest call (see `Conn::call`), and in its own
+        // statement so the unboxed future is not kept in this one's state.
+        let instantiating = Box::pin(self.pre.instantiate_async(&mut store));
+        let guest = match instantiating.await {
             Ok(g) => g,
             Err(e) => {
                 self.ended_by_guest(&store, &e, peer, "instantiate");
@@ -434,16 +438,7 @@ impl Plugin {
     #[doc(hidden)]
     pub async fn bench_instantiate(&self, broker: &Broker) -> anyhow::Result<()> {
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let client = Arc::new(ClientInfo::new(0, peer, self.shared.name.clone()));
-        let server = ServerLimits {
-            max_rdy: 2500,
-            max_delay: Duration::from_secs(3600),
-            write_timeout: Duration::from_secs(60),
-        };
-        let state = HostState::new(self.shared.clone(), server, broker.clone(), client);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        self.arm(&mut store);
+        let mut store = self.new_store(broker.clone(), BENCH_LIMITS, 0, peer);
         self.pre
             .instantiate_async(&mut store)
             .await
@@ -460,16 +455,7 @@ impl Plugin {
         broker: &Broker,
     ) -> anyhow::Result<Box<dyn std::any::Any + Send>> {
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
-        let client = Arc::new(ClientInfo::new(0, peer, self.shared.name.clone()));
-        let server = ServerLimits {
-            max_rdy: 2500,
-            max_delay: Duration::from_secs(3600),
-            write_timeout: Duration::from_secs(60),
-        };
-        let state = HostState::new(self.shared.clone(), server, broker.clone(), client);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        self.arm(&mut store);
+        let mut store = self.new_store(broker.clone(), BENCH_LIMITS, 0, peer);
         let guest = self
             .pre
             .instantiate_async(&mut store)
@@ -488,6 +474,27 @@ impl Plugin {
             .await
             .map_err(|e| anyhow::anyhow!("on-connect: {e}"))?;
         Ok(Box::new((store, guest)))
+    }
+
+    /// A connection's store: its host state, memory limiter and CPU budget.
+    /// Not async, so `HostState` is built here rather than in the state of
+    /// `serve_stream`'s future, which an idle connection keeps.
+    fn new_store(
+        &self,
+        broker: Broker,
+        server: ServerLimits,
+        id: u64,
+        peer: SocketAddr,
+    ) -> Store<HostState> {
+        let client = Arc::new(ClientInfo::new(id, peer, self.shared.name.clone()));
+        let state = HostState::new(self.shared.clone(), server, broker, client);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if self.cpu == CpuBudget::Epoch {
+            store.epoch_deadline_trap();
+        }
+        self.arm(&mut store);
+        store
     }
 
     /// Gives the store a fresh CPU budget for one call.
@@ -561,6 +568,9 @@ struct Conn<'a> {
     denied_seen: u32,
 }
 
+/// A guest call in flight (see `Conn::call` for why it is boxed).
+type GuestCall<'a> = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
+
 /// One event for the guest.
 enum Event<'a> {
     Connect(&'a ConnectInfo),
@@ -573,8 +583,9 @@ enum Event<'a> {
 impl Conn<'_> {
     async fn run(&mut self, info: ConnectInfo, shutdown: &CancellationToken) -> Result<(), Ended> {
         self.call(Event::Connect(&info)).await?;
-        // Allocated on demand and never zero-filled (`try_read_buf` writes into
-        // spare capacity), so an idle connection holds at most IDLE_BUFFER.
+        // Allocated when the socket is readable and never zero-filled
+        // (`try_read_buf` writes into spare capacity); released once a read
+        // drains the socket, so an idle connection holds no read buffer.
         let mut rbuf: Vec<u8> = Vec::new();
         let mut chunk = IDLE_BUFFER;
         let mut taken: Vec<Message> = Vec::new();
@@ -643,13 +654,20 @@ impl Conn<'_> {
                         Ok(n) => {
                             self.call(Event::Data(&rbuf)).await?;
                             if n >= chunk {
+                                // Probably more waiting: keep the buffer, grow.
                                 chunk = (chunk * 2).min(READ_CHUNK);
-                            } else if n < IDLE_BUFFER && rbuf.capacity() > IDLE_BUFFER {
-                                chunk = IDLE_BUFFER;
+                            } else {
+                                // Drained: the connection may now idle.
+                                if n < IDLE_BUFFER {
+                                    chunk = IDLE_BUFFER;
+                                }
                                 rbuf = Vec::new();
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            // Stale readiness (the magic read left it set).
+                            rbuf = Vec::new();
+                        }
                         Err(e) => return Err(Ended::Io(e)),
                     }
                 }
@@ -702,26 +720,26 @@ impl Conn<'_> {
         Ok(delivered)
     }
 
-    /// Calls the guest for one event under a fresh CPU budget.
+    /// Calls the guest for one event under a fresh CPU budget. Each call's
+    /// future is boxed: wasmtime's call futures are large, and inline they
+    /// would size the connection's task (its future is as big as its
+    /// largest state), which every idle connection keeps; boxed, they cost
+    /// one short-lived allocation per event instead.
     async fn call(&mut self, event: Event<'_>) -> Result<(), Ended> {
         self.plugin.arm(&mut self.store);
         let handler = self.guest.nsq_gateway_tcp_handler();
-        let (name, result) = match event {
-            Event::Connect(info) => (
-                "on-connect",
-                handler.call_on_connect(&mut self.store, info).await,
-            ),
-            Event::Data(bytes) => (
-                "on-data",
-                handler.call_on_data(&mut self.store, bytes).await,
-            ),
+        let store = &mut self.store;
+        let (name, calling): (&str, GuestCall<'_>) = match event {
+            Event::Connect(info) => ("on-connect", Box::pin(handler.call_on_connect(store, info))),
+            Event::Data(bytes) => ("on-data", Box::pin(handler.call_on_data(store, bytes))),
             Event::Messages(sub, msgs) => (
                 "on-messages",
-                handler.call_on_messages(&mut self.store, sub, msgs).await,
+                Box::pin(handler.call_on_messages(store, sub, msgs)),
             ),
-            Event::Timer => ("on-timer", handler.call_on_timer(&mut self.store).await),
-            Event::Close => ("on-close", handler.call_on_close(&mut self.store).await),
+            Event::Timer => ("on-timer", Box::pin(handler.call_on_timer(store))),
+            Event::Close => ("on-close", Box::pin(handler.call_on_close(store))),
         };
+        let result = calling.await;
         let denied = self.store.data().denied;
         if denied > self.denied_seen {
             let delta = u64::from(denied - self.denied_seen);

@@ -58,8 +58,12 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
             magic,
             id,
         };
+        // The V2 session is boxed so that this task is sized for the
+        // protocol it serves: inline, its ~10 KB future would be reserved by
+        // every plugin connection's task as well (a future is as large as
+        // its largest state).
         let result = match handler {
-            Handler::V2 => crate::protocol::v2::serve(conn, ctx.clone())
+            Handler::V2 => Box::pin(crate::protocol::v2::serve(conn, ctx.clone()))
                 .await
                 .map_err(anyhow::Error::from),
             Handler::Plugin(plugin) => plugin.serve(conn, ctx.clone()).await,
