@@ -7,8 +7,15 @@
 // Each run prints exactly one JSON line on stdout: {"ok": true, ...results} on
 // success, or {"ok": false, "error": "...", ...partial results} and a non-zero
 // exit status on failure or timeout. Every scenario is bounded by --timeout.
+//
+// The `compress` scenario negotiates stream compression in IDENTIFY
+// (--compression deflate with --deflate-level, or snappy; snappy needs the
+// snappystream package) for both the Writer and the Reader, and reports what
+// was sent and received as "length:sha256" strings, since some bodies are binary.
 'use strict'
 
+const crypto = require('crypto')
+const http = require('http')
 const nsq = require('nsqjs')
 
 const RESULT = { ok: false, client: 'nsqjs', nsqjs: require('nsqjs/package.json').version }
@@ -25,6 +32,9 @@ function parseArgs (argv) {
     holdMs: 2500,
     touchEveryMs: 300,
     settleMs: 1500,
+    http: null,
+    compression: 'none',
+    deflateLevel: 6,
     timeout: 15
   }
   const names = {
@@ -37,6 +47,9 @@ function parseArgs (argv) {
     '--hold-ms': ['holdMs', Number],
     '--touch-every-ms': ['touchEveryMs', Number],
     '--settle-ms': ['settleMs', Number],
+    '--http': ['http', String],
+    '--compression': ['compression', String],
+    '--deflate-level': ['deflateLevel', Number],
     '--timeout': ['timeout', Number]
   }
   for (let i = 1; i < argv.length; i += 2) {
@@ -62,9 +75,9 @@ async function waitUntil (pred, timeoutMs, what) {
   }
 }
 
-function connectWriter (args) {
+function connectWriter (args, opts = {}) {
   return new Promise((resolve, reject) => {
-    const w = new nsq.Writer(args.host, args.port)
+    const w = new nsq.Writer(args.host, args.port, opts)
     const timer = setTimeout(() => reject(new Error('timeout: Writer connect')), 5000)
     w.once('ready', () => {
       clearTimeout(timer)
@@ -141,7 +154,132 @@ async function consume (args, count, channel, opts) {
 
 const bodies = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`)
 
+// The nsqjs options that ask for --compression in IDENTIFY.
+function compressionOptions (args) {
+  switch (args.compression) {
+    case 'deflate': return { deflate: true, deflateLevel: args.deflateLevel }
+    case 'snappy': return { snappy: true }
+    case 'none': return {}
+    default: throw new Error('unknown --compression ' + args.compression)
+  }
+}
+
+// The compression fields of a connection's IDENTIFY response.
+function negotiated (conn) {
+  const r = conn.statemachine.identifyResponse || {}
+  return { deflate: r.deflate, deflate_level: r.deflate_level, snappy: r.snappy }
+}
+
+// The stream a connection reads through: InflateRaw or UnsnappyStream once
+// compression started, else the socket.
+const streamName = (conn) => (conn.inflater || conn.conn).constructor.name
+
+const digest = (body) =>
+  `${body.length}:${crypto.createHash('sha256').update(body).digest('hex')}`
+
+// Deterministic bytes that do not compress (xorshift32).
+function noise (n, seed) {
+  const out = Buffer.alloc(n)
+  let x = seed
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+// Bodies for the compress scenario: [one PUB each, one MPUB]. Small text,
+// every byte value, 100 KB of repetitive text (compresses well, and is more
+// than one 64 KiB snappy block), and 150 KB of noise (does not compress:
+// deflate stored blocks, snappy uncompressed chunks).
+function compressBodies (count) {
+  const line = 'nsq-gateway stream compression, the same line again and again\n'
+  const largeText = Buffer.from(line.repeat(Math.ceil(100000 / line.length)).slice(0, 100000))
+  const everyByte = Buffer.alloc(256 * 16, 0).map((_, i) => i % 256)
+  const singles = bodies('compress', count).map((b) => Buffer.from(b))
+  singles.push(everyByte, largeText)
+  const batch = [
+    Buffer.from('mpub-0'),
+    Buffer.from('\x00\n\r\xff'.repeat(1000), 'latin1'),
+    noise(150000, 7),
+    Buffer.from(largeText.toString().toUpperCase()),
+    Buffer.from('mpub-1')
+  ]
+  return [singles, batch]
+}
+
+function fetchStats (args) {
+  const url = `http://${args.http}/stats?format=json&topic=${encodeURIComponent(args.topic)}`
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, (res) => {
+      const parts = []
+      res.on('data', (d) => parts.push(d))
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(Buffer.concat(parts).toString('utf8')))
+        } catch (e) {
+          reject(e)
+        }
+      })
+    })
+    req.on('error', reject)
+    req.setTimeout(5000, () => req.destroy(new Error('timeout: GET /stats')))
+  })
+}
+
+const clientFlags = (clients, ...extra) => clients.map((c) =>
+  Object.fromEntries(['deflate', 'snappy', ...extra].map((k) => [k, c[k]])))
+
 const SCENARIOS = {
+  // PUBs and an MPUB through a compressed Writer, consumed by a compressed
+  // Reader; reports both IDENTIFY responses and the server's /stats flags.
+  async compress (args) {
+    if (!args.http) throw new Error('compress needs --http')
+    const opts = compressionOptions(args)
+    const w = await connectWriter(args, opts)
+    RESULT.writer_identify = negotiated(w.conn)
+    RESULT.writer_stream = [streamName(w.conn)]
+    const [singles, batch] = compressBodies(args.count)
+    const sent = []
+    for (const b of singles) {
+      await publish(w, args.topic, b)
+      sent.push(digest(b))
+    }
+    await publish(w, args.topic, batch)
+    sent.push(...batch.map(digest))
+    RESULT.sent = sent
+    let stats = await fetchStats(args)
+    RESULT.producer_stats = clientFlags(stats.producers.filter((p) =>
+      (p.pub_counts || []).some((c) => c.topic === args.topic)))
+
+    const received = []
+    const r = makeReader(args, args.channel, (msg) => {
+      received.push(digest(msg.body))
+      RESULT.received = received
+      msg.finish()
+    }, Object.assign({ maxInFlight: 5 }, opts))
+    try {
+      await waitUntil(() => received.length >= sent.length, args.timeout * 1000,
+        sent.length + ' messages')
+      // readerRdy wraps each NSQDConnection in a ConnectionRdy.
+      const conns = r.readerRdy.connections.map((c) => c.conn)
+      if (conns.length !== 1) throw new Error(`${conns.length} Reader connections, expected 1`)
+      RESULT.reader_identify = negotiated(conns[0])
+      RESULT.reader_stream = conns.map(streamName)
+      stats = await fetchStats(args)
+      RESULT.consumer_stats = clientFlags(stats.topics
+        .filter((t) => t.topic_name === args.topic)
+        .flatMap((t) => t.channels.filter((c) => c.channel_name === args.channel))
+        .flatMap((c) => c.clients), 'message_count')
+      await sleep(300) // catch duplicates
+    } finally {
+      r.close()
+      w.close()
+    }
+  },
+
   async pub (args) {
     const w = await connectWriter(args)
     const sent = bodies('pub', args.count)

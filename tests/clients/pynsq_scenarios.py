@@ -7,15 +7,23 @@ Usage: pynsq_scenarios.py SCENARIO --nsqd HOST:PORT --topic T [options]
 Each run prints exactly one JSON line on stdout: {"ok": true, ...results} on
 success, or {"ok": false, "error": "...", ...partial results} and a non-zero
 exit status on failure or timeout. Every scenario is bounded by --timeout.
+
+The `compress` scenario negotiates stream compression in IDENTIFY (--compression
+deflate with --deflate-level, or snappy; snappy needs python-snappy) for both the
+Writer and the Reader, and reports what was sent and received as "length:sha256"
+strings, since some bodies are binary.
 """
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
+import random
 import sys
 import time
 import traceback
+import urllib.request
 
 import nsq
 import tornado.ioloop
@@ -293,6 +301,149 @@ async def scenario_two_channels(args):
     rb.close()
 
 
+def compression_kwargs(args):
+    """The pynsq connection options that ask for --compression in IDENTIFY."""
+    if args.compression == "deflate":
+        return {"deflate": True, "deflate_level": args.deflate_level}
+    if args.compression == "snappy":
+        return {"snappy": True}
+    return {}
+
+
+def negotiated(data):
+    """The compression fields of an IDENTIFY response."""
+    return {k: data.get(k) for k in ("deflate", "deflate_level", "snappy")}
+
+
+class RecordingWriter(nsq.Writer):
+    """A Writer that reports the server's IDENTIFY response."""
+
+    def _on_connection_identify_response(self, conn, data, **kwargs):
+        RESULT["writer_identify"] = negotiated(data)
+        return super()._on_connection_identify_response(conn, data, **kwargs)
+
+
+class RecordingReader(nsq.Reader):
+    """A Reader that reports the server's IDENTIFY response and counts the
+    heartbeats it answered."""
+
+    heartbeats = 0
+
+    def _on_connection_identify_response(self, conn, data, **kwargs):
+        RESULT["reader_identify"] = negotiated(data)
+        return super()._on_connection_identify_response(conn, data, **kwargs)
+
+    def heartbeat(self, conn):
+        # pynsq has already answered this _heartbeat_ with a NOP.
+        self.heartbeats += 1
+        RESULT["heartbeats"] = self.heartbeats
+
+
+def digest(body):
+    return "%d:%s" % (len(body), hashlib.sha256(body).hexdigest())
+
+
+def compress_bodies(count):
+    """Bodies for the compress scenario as (singles, batch): one PUB each,
+    then one MPUB. Small text, every byte value, 100 KB of repetitive text (compresses well,
+    and is more than one 64 KiB snappy block), and 150 KB of random bytes
+    (does not compress: deflate stored blocks, snappy uncompressed chunks)."""
+    line = b"nsq-gateway stream compression, the same line again and again\n"
+    large_text = (line * (100_000 // len(line) + 1))[:100_000]
+    singles = [("compress-%d" % i).encode() for i in range(count)]
+    singles += [bytes(range(256)) * 16, large_text]
+    batch = [
+        b"mpub-0",
+        b"\x00\n\r\xff" * 1000,
+        random.Random(7).randbytes(150_000),
+        large_text.upper(),
+        b"mpub-1",
+    ]
+    return singles, batch
+
+
+async def fetch_stats(args):
+    """GET /stats?format=json for the topic, off the IOLoop thread."""
+    url = "http://%s/stats?format=json&topic=%s" % (args.http, args.topic)
+
+    def get():
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read().decode("utf-8"))
+
+    return await asyncio.get_running_loop().run_in_executor(None, get)
+
+
+def client_flags(clients, *extra):
+    return [{k: c[k] for k in ("deflate", "snappy") + extra} for c in clients]
+
+
+async def scenario_compress(args):
+    """PUBs and an MPUB through a compressed Writer, consumed by a compressed
+    Reader; reports both IDENTIFY responses, the socket wrapper each
+    connection reads through, and the server's /stats flags for both. With
+    --heartbeat-s the Reader then stays until it has answered two
+    heartbeats, so both directions carry frames outside a command's answer."""
+    if not args.http:
+        raise ValueError("compress needs --http")
+    comp = compression_kwargs(args)
+    writer = RecordingWriter([args.nsqd], reconnect_interval=1.0, **comp)
+    await wait_until(lambda: writer.conns, 5, "the Writer to connect")
+    # The socket pynsq reads through: DeflateSocket or SnappySocket once upgraded.
+    RESULT["writer_stream"] = [type(c.socket).__name__ for c in writer.conns.values()]
+    singles, batch = compress_bodies(args.count)
+    sent = []
+    for body in singles:
+        resp = await call_pub(writer, "pub", args.topic, body)
+        RESULT.setdefault("responses", []).append(resp.decode())
+        sent.append(digest(body))
+    resp = await call_pub(writer, "mpub", args.topic, batch)
+    RESULT["responses"].append(resp.decode())
+    sent += [digest(b) for b in batch]
+    RESULT["sent"] = sent
+    stats = await fetch_stats(args)
+    RESULT["producer_stats"] = client_flags(
+        p for p in stats["producers"] if any(c["topic"] == args.topic for c in p["pub_counts"])
+    )
+
+    received = []
+
+    def handler(msg):
+        received.append(digest(msg.body))
+        RESULT["received"] = received
+        return True
+
+    reader_kwargs = dict(comp)
+    if args.heartbeat_s:
+        reader_kwargs["heartbeat_interval"] = args.heartbeat_s
+    reader = RecordingReader(
+        topic=args.topic,
+        channel=args.channel,
+        message_handler=handler,
+        nsqd_tcp_addresses=[args.nsqd],
+        max_in_flight=5,
+        max_tries=0,
+        **reader_kwargs
+    )
+    try:
+        await wait_until(lambda: len(received) >= len(sent), args.timeout, "%d messages" % len(sent))
+        RESULT["reader_stream"] = [type(c.socket).__name__ for c in reader.conns.values()]
+        if args.heartbeat_s:
+            await wait_until(lambda: reader.heartbeats >= 2, args.timeout, "two heartbeats")
+        stats = await fetch_stats(args)
+        RESULT["consumer_stats"] = client_flags((
+            c
+            for t in stats["topics"]
+            if t["topic_name"] == args.topic
+            for ch in t["channels"]
+            if ch["channel_name"] == args.channel
+            for c in ch["clients"]
+        ), "message_count")
+        # Catch duplicates.
+        await asyncio.sleep(0.3)
+    finally:
+        reader.close()
+
+
 SCENARIOS = {
     "pub": scenario_pub,
     "mpub": scenario_mpub,
@@ -303,6 +454,7 @@ SCENARIOS = {
     "touch": scenario_touch,
     "timeout": scenario_timeout,
     "two_channels": scenario_two_channels,
+    "compress": scenario_compress,
 }
 
 
@@ -318,6 +470,10 @@ def main():
     p.add_argument("--hold-ms", type=int, default=2500)
     p.add_argument("--touch-every-ms", type=int, default=300)
     p.add_argument("--settle-ms", type=int, default=1500)
+    p.add_argument("--http", help="HOST:PORT of the HTTP listener, for /stats")
+    p.add_argument("--compression", choices=["none", "deflate", "snappy"], default="none")
+    p.add_argument("--deflate-level", type=int, default=6)
+    p.add_argument("--heartbeat-s", type=int, default=0, help="Reader heartbeat interval")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds for the whole scenario")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

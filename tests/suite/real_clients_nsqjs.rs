@@ -1,14 +1,17 @@
 //! nsqjs (the Node.js client, `nsq.Writer` and `nsq.Reader`) against
 //! nsq-gateway started in-process on port 0: PUB, MPUB, DPUB, consume, REQ
 //! with a delay, TOUCH past msg_timeout, timeout redelivery and fan-out to two
-//! channels, each checked against what nsqd does; plus the cross-client case
-//! where pynsq publishes and nsqjs consumes. The scenarios live in
-//! `tests/clients/nsqjs_scenarios.js`; the harness bootstraps `node_modules`.
+//! channels, each checked against what nsqd does; the same publish and consume
+//! over deflate (asking for a level above `max_deflate_level`) and snappy
+//! (snappystream) stream compression, and against a gateway that refuses
+//! compression; plus the cross-client case where pynsq publishes and nsqjs
+//! consumes. The scenarios live in `tests/clients/nsqjs_scenarios.js`; the
+//! harness bootstraps `node_modules`.
 
 use crate::common;
 
 use common::clients::{self, expect_success, ints, strings, unique_topic};
-use common::scenarios::{self, Client, HARD_TIMEOUT, sorted};
+use common::scenarios::{self, Client, Codec, HARD_TIMEOUT, sorted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsqjs_pub_then_consume() {
@@ -43,6 +46,23 @@ async fn nsqjs_unanswered_message_times_out_and_is_redelivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nsqjs_two_channels_each_get_every_message() {
     scenarios::two_channels_each_get_every_message(Client::Nsqjs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_deflate_round_trips_intact() {
+    // 9 is above the default max_deflate_level: the answer says 6, and nsqjs
+    // compresses at the level the answer gives.
+    scenarios::compressed_round_trip(Client::Nsqjs, Codec::Deflate(9), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_snappy_round_trips_intact() {
+    scenarios::compressed_round_trip(Client::Nsqjs, Codec::Snappy, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_deflate_refused_falls_back_to_plain() {
+    scenarios::refused_compression_falls_back_to_plain(Client::Nsqjs, Codec::Deflate(6)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

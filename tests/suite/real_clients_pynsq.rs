@@ -1,15 +1,18 @@
 //! pynsq (the official Python client, tornado IOLoop `Writer` and `Reader`)
 //! against nsq-gateway started in-process on port 0: PUB, MPUB, DPUB, consume,
 //! REQ with a delay, TOUCH past msg_timeout, timeout redelivery and fan-out to
-//! two channels, each checked against what nsqd does. The scenarios live in
-//! `tests/clients/pynsq_scenarios.py`; the harness bootstraps `.venv`.
+//! two channels, each checked against what nsqd does; and the same publish and
+//! consume over deflate (at a `deflate_level`) and snappy (python-snappy)
+//! stream compression, with heartbeats answered through the compressed
+//! streams, and against a gateway that refuses compression. The scenarios
+//! live in `tests/clients/pynsq_scenarios.py`; the harness bootstraps `.venv`.
 
 use crate::common;
 
 use std::time::Duration;
 
 use common::clients;
-use common::scenarios::{self, Client};
+use common::scenarios::{self, Client, Codec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_pub_then_consume() {
@@ -44,6 +47,21 @@ async fn pynsq_unanswered_message_times_out_and_is_redelivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_two_channels_each_get_every_message() {
     scenarios::two_channels_each_get_every_message(Client::Pynsq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_deflate_round_trips_intact() {
+    scenarios::compressed_round_trip(Client::Pynsq, Codec::Deflate(3), Some(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_snappy_round_trips_intact() {
+    scenarios::compressed_round_trip(Client::Pynsq, Codec::Snappy, Some(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pynsq_snappy_refused_falls_back_to_plain() {
+    scenarios::refused_compression_falls_back_to_plain(Client::Pynsq, Codec::Snappy).await;
 }
 
 #[test]

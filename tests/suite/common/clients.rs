@@ -1,5 +1,6 @@
 //! Bootstraps and runs the real third-party NSQ clients the integration tests
-//! drive (pynsq in `<repo>/.venv`, nsqjs in `<repo>/tests/clients/node_modules`),
+//! drive (pynsq with python-snappy in `<repo>/.venv`, nsqjs with snappystream
+//! in `<repo>/tests/clients/node_modules`),
 //! so that plain `cargo test` works on a fresh machine that has only Rust,
 //! Python 3 and Node. Installation is idempotent (a stamp file records the
 //! pinned manifest it was built from) and serialised across threads and
@@ -188,15 +189,18 @@ fn bootstrap_python() -> PathBuf {
     );
     must_run(&mut pip(REQUIREMENTS), "installing Python test clients");
     must_run(
-        Command::new(&python).args(["-c", "import nsq, tornado, prometheus_client, stomp, redis"]),
+        Command::new(&python).args([
+            "-c",
+            "import nsq, nsq.snappy_socket, tornado, prometheus_client, stomp, redis",
+        ]),
         "importing the Python test clients",
     );
     fs::write(&stamp, &want).unwrap_or_else(|e| panic!("writing {}: {e}", stamp.display()));
     python
 }
 
-/// The venv's Python with pynsq, tornado, prometheus_client, stomp.py and
-/// redis installed at the versions pinned in `tests/clients/requirements.txt`.
+/// The venv's Python with pynsq, tornado, python-snappy, prometheus_client,
+/// stomp.py and redis installed at the versions pinned in `tests/clients/requirements.txt`.
 /// Installs them on first use.
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -237,14 +241,14 @@ fn bootstrap_node() -> (PathBuf, PathBuf) {
     }
     must_run(
         Command::new(&node)
-            .args(["-e", "require('nsqjs')"])
+            .args(["-e", "require('nsqjs'); require('snappystream')"])
             .current_dir(&dir),
-        "loading nsqjs",
+        "loading nsqjs and snappystream",
     );
     (node, modules)
 }
 
-/// `(node binary, node_modules dir)` with nsqjs installed from
+/// `(node binary, node_modules dir)` with nsqjs and snappystream installed from
 /// `tests/clients/package-lock.json`. Scripts in `tests/clients` resolve
 /// `require('nsqjs')` from there. Installs on first use.
 pub fn node_env() -> (PathBuf, PathBuf) {
