@@ -599,6 +599,15 @@ impl Conn<'_> {
             if self.deliver(&mut taken, &mut wit_msgs).await? {
                 continue;
             }
+            // About to wait: an idle connection keeps no delivery or output
+            // buffers (after a full batch of the default 256 messages the
+            // delivery ones alone hold 32 KB).
+            taken = Vec::new();
+            wit_msgs = Vec::new();
+            let out = &mut self.store.data_mut().out;
+            if out.is_empty() {
+                *out = Vec::new();
+            }
             let wake = {
                 let data = self.store.data();
                 let mut waits: Vec<Pin<Box<tokio::sync::futures::Notified<'_>>>> = data

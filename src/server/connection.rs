@@ -58,15 +58,16 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
             magic,
             id,
         };
-        // The V2 session is boxed so that this task is sized for the
-        // protocol it serves: inline, its ~10 KB future would be reserved by
-        // every plugin connection's task as well (a future is as large as
-        // its largest state).
+        // Each protocol's session is boxed so that a connection holds the
+        // state of the protocol it speaks only: inline, this task would be
+        // as large as the largest of them (a future is as large as its
+        // largest state), and an idle plugin connection would keep room for
+        // the ~10 KB V2 session.
         let result = match handler {
             Handler::V2 => Box::pin(crate::protocol::v2::serve(conn, ctx.clone()))
                 .await
                 .map_err(anyhow::Error::from),
-            Handler::Plugin(plugin) => plugin.serve(conn, ctx.clone()).await,
+            Handler::Plugin(plugin) => Box::pin(plugin.serve(conn, ctx.clone())).await,
         };
         match result {
             Ok(()) => debug!(%protocol, "client closed"),
