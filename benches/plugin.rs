@@ -6,7 +6,7 @@
 //!    delta / n; the clients run in a child process so their sockets and
 //!    buffers are not counted), and of the instances alone, each broken
 //!    down by what holds it (pooled linear memories, fiber stacks, tables,
-//!    the host's heap: see `rss_by_kind`);
+//!    the host's heap: see `rss_by_kind`), each figure in a fresh process;
 //! 3. server CPU per published message, LINE vs V2, same workload (100-byte
 //!    bodies, one pipelined connection), measured as the CPU time of the
 //!    server's single runtime thread; LINE under each CPU budget (epoch,
@@ -345,56 +345,81 @@ fn instance_memory(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs each memory figure in a fresh process (this binary again, with
+/// `BENCH_MEMORY_PART`): in one process, what an earlier figure freed, or was
+/// still freeing, would be counted against the next one.
 fn memory() -> anyhow::Result<()> {
-    let n = env_usize("BENCH_CONNS", 10_000);
+    if let Ok(part) = std::env::var("BENCH_MEMORY_PART") {
+        return memory_part(&part);
+    }
+    let mut parts = Vec::new();
     if std::env::var("BENCH_PROTOS").is_err() {
-        instance_memory(n)?;
+        parts.push("instances");
     }
     let protos = std::env::var("BENCH_PROTOS").unwrap_or_else(|_| "LINE,V2".into());
-    for (label, magic) in [("LINE", "LINE"), ("V2", "  V2")] {
-        if !protos.split(',').any(|p| p == label) {
-            continue;
-        }
-        let pool = if label == "LINE" { n } else { 10 };
-        let server = start_server(&HostOptions::default(), pool)?;
-        std::thread::sleep(Duration::from_millis(200));
-        let snapshot = MemSnapshot::take();
-        let before = rss_bytes();
-        let mut child = std::process::Command::new(std::env::current_exe()?)
-            .args([
-                "hold-clients",
-                &server.addr.to_string(),
-                &n.to_string(),
-                magic,
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        let mut out = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("child stdout"))?;
-        let mut ready = [0u8; 1];
-        std::io::Read::read_exact(&mut out, &mut ready)?;
-        std::thread::sleep(Duration::from_millis(500));
-        let after = rss_bytes();
-        let active = server.ctx.broker.stats(None).len();
-        let plugin_active = match server.ctx.registry.get(b"LINE") {
-            Some(Handler::Plugin(p)) => p.stats().active,
-            _ => 0,
-        };
-        println!(
-            "memory: {label}: {n} idle connections: RSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection \
-             (plugin active: {plugin_active}, topics {active})",
-            before as f64 / 1048576.0,
-            after as f64 / 1048576.0,
-            (after.saturating_sub(before)) as f64 / n as f64 / 1000.0,
-        );
-        snapshot.print_growth(n);
-        let _ = child.kill();
-        let _ = child.wait();
-        drop(server);
-        std::thread::sleep(Duration::from_millis(300));
+    parts.extend(
+        ["LINE", "V2"]
+            .into_iter()
+            .filter(|l| protos.split(',').any(|p| p == *l)),
+    );
+    for part in parts {
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .arg("memory")
+            .env("BENCH_MEMORY_PART", part)
+            .status()?;
+        anyhow::ensure!(status.success(), "memory figure {part}: {status}");
     }
+    Ok(())
+}
+
+/// One memory figure: `instances`, or idle `LINE` or `V2` connections.
+fn memory_part(part: &str) -> anyhow::Result<()> {
+    let n = env_usize("BENCH_CONNS", 10_000);
+    if part == "instances" {
+        return instance_memory(n);
+    }
+    let (label, magic) = match part {
+        "LINE" => ("LINE", "LINE"),
+        "V2" => ("V2", "  V2"),
+        other => anyhow::bail!("unknown memory figure {other:?}"),
+    };
+    let pool = if label == "LINE" { n } else { 10 };
+    let server = start_server(&HostOptions::default(), pool)?;
+    std::thread::sleep(Duration::from_millis(200));
+    let snapshot = MemSnapshot::take();
+    let before = rss_bytes();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "hold-clients",
+            &server.addr.to_string(),
+            &n.to_string(),
+            magic,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("child stdout"))?;
+    let mut ready = [0u8; 1];
+    std::io::Read::read_exact(&mut out, &mut ready)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rss_bytes();
+    let active = server.ctx.broker.stats(None).len();
+    let plugin_active = match server.ctx.registry.get(b"LINE") {
+        Some(Handler::Plugin(p)) => p.stats().active,
+        _ => 0,
+    };
+    println!(
+        "memory: {label}: {n} idle connections: RSS {:.1} MiB -> {:.1} MiB, {:.1} KB per connection \
+         (plugin active: {plugin_active}, topics {active})",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0,
+        (after.saturating_sub(before)) as f64 / n as f64 / 1000.0,
+    );
+    snapshot.print_growth(n);
+    let _ = child.kill();
+    let _ = child.wait();
     Ok(())
 }
 
