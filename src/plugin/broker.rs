@@ -162,6 +162,7 @@ impl Host for HostState {
             self.allow_topic(&topic)?;
             self.check_body(&body)?;
             self.broker.topic(&topic)?.publish(Bytes::from(body))?;
+            self.client.record_publish(&topic, 1);
             Ok(())
         })())
     }
@@ -183,8 +184,10 @@ impl Host for HostState {
             for b in &bodies {
                 self.check_body(b)?;
             }
+            let count = bodies.len() as u64;
             let bodies = bodies.into_iter().map(Bytes::from).collect();
             self.broker.topic(&topic)?.publish_many(bodies)?;
+            self.client.record_publish(&topic, count);
             Ok(())
         })())
     }
@@ -202,6 +205,7 @@ impl Host for HostState {
             self.broker
                 .topic(&topic)?
                 .publish_deferred(Bytes::from(body), delay)?;
+            self.client.record_publish(&topic, 1);
             Ok(())
         })())
     }

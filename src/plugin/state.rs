@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::acl::NamePatterns;
 use super::config::PluginLimits;
-use crate::broker::{Broker, ClientInfo, Consumer};
+use crate::broker::{Broker, ClientInfo, ClientRegistration, Consumer};
 
 /// What a plugin's connections share: its name, limits and name patterns.
 #[derive(Debug)]
@@ -98,6 +98,9 @@ pub(crate) struct HostState {
     pub(crate) broker: Broker,
     /// This connection in the broker's stats (and the subscribe identity).
     pub(crate) client: Arc<ClientInfo>,
+    /// Lists the client in the broker (for `/stats` producers) while the
+    /// connection lives.
+    _registration: ClientRegistration,
     /// Bytes written by the guest during the current call, flushed after it.
     pub(crate) out: Vec<u8>,
     /// The guest called `close`.
@@ -125,6 +128,7 @@ impl HostState {
             .stderr(output.clone())
             .build();
         let max = usize::try_from(shared.limits.memory).unwrap_or(usize::MAX);
+        let registration = broker.register_client(&client);
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -134,6 +138,7 @@ impl HostState {
             server,
             broker,
             client,
+            _registration: registration,
             out: Vec::new(),
             close_requested: false,
             timer: None,

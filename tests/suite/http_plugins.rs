@@ -1,6 +1,7 @@
 //! `/stats` and `/metrics` with WebAssembly plugins loaded (built by build.rs):
-//! each client shows the protocol it speaks, and each plugin its
-//! connections, traps and limit hits.
+//! each client shows the protocol it speaks, a plugin client that published
+//! is listed among the producers, and each plugin shows its connections,
+//! traps and limit hits.
 
 use crate::common;
 use crate::plugin_support;
@@ -52,6 +53,9 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
     let mut line = LineClient::line(srv.tcp_addr).await;
     let reply = line.request("SUB orders audit").await;
     assert!(reply.starts_with("OK"), "{reply}");
+    let mut publisher = LineClient::line(srv.tcp_addr).await;
+    let reply = publisher.request("PUB orders hello").await;
+    assert!(reply.starts_with("OK"), "{reply}");
     let mut victim = LineClient::connect(srv.tcp_addr, b"TRAP").await;
     assert_eq!(victim.request("hello").await, "hello");
     victim.send("panic").await;
@@ -62,6 +66,13 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
     let client = &stats["topics"][0]["channels"][0]["clients"][0];
     assert_eq!(client["protocol"], "line", "{stats}");
     assert_eq!(client["version"], "line", "{stats}");
+    let producers = stats["producers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(producers.len(), 1, "{stats}");
+    assert_eq!(producers[0]["protocol"], "line");
+    assert_eq!(
+        producers[0]["pub_counts"],
+        serde_json::json!([{"topic": "orders", "count": 1}])
+    );
     let plugins = stats["plugins"].as_array().cloned().unwrap_or_default();
     let by_name = |n: &str| {
         plugins
@@ -73,7 +84,7 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
     let (l, t) = (by_name("line"), by_name("trap"));
     assert_eq!(
         (l["connections"].as_u64(), l["active"].as_u64()),
-        (Some(1), Some(1))
+        (Some(2), Some(2))
     );
     assert_eq!(
         (l["traps"].as_u64(), l["limit_hits"].as_u64()),
@@ -88,7 +99,7 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
     assert!(
         protocols
             .iter()
-            .any(|p| p["protocol"] == "line" && p["active"] == 1),
+            .any(|p| p["protocol"] == "line" && p["active"] == 2),
         "{stats}"
     );
 
@@ -103,15 +114,15 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
     for line in [
         "nsq_plugin_traps_total{plugin=\"trap\"} 1",
         "nsq_plugin_limit_hits_total{plugin=\"trap\"} 0",
-        "nsq_plugin_connections_total{plugin=\"line\"} 1",
-        "nsq_plugin_connections_active{plugin=\"line\"} 1",
-        "nsq_connections_active{protocol=\"line\"} 1",
+        "nsq_plugin_connections_total{plugin=\"line\"} 2",
+        "nsq_plugin_connections_active{plugin=\"line\"} 2",
+        "nsq_connections_active{protocol=\"line\"} 2",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
             "missing {line:?} in\n{metrics}"
         );
     }
-    drop(line);
+    drop((line, publisher));
     srv.shutdown().await.expect("clean shutdown");
 }
