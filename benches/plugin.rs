@@ -13,8 +13,9 @@
 //!    fuel, none) to show what the deadline costs.
 //!
 //! Arguments: `[instantiate] [memory] [cpu]` to run a subset (default all);
-//! `BENCH_CONNS` overrides 10,000 and `BENCH_MSGS` 200,000; `BENCH_PROTOS=LINE`
-//! (or `V2`) measures only that protocol's connections.
+//! `BENCH_CONNS` overrides 10,000 and `BENCH_MSGS` 200,000; `BENCH_PROTOS`
+//! (default `LINE,V2`; also `STOMP`, `RESP`) picks the protocols whose idle
+//! connections are measured, and skips the instances-only figure.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,11 +28,26 @@ use nsq_gateway::server::{Context, Handler, Listeners, Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn line_config(max_connections: usize) -> PluginConfig {
+/// The plugins an idle-memory figure can be taken for: protocol label,
+/// component, magic, and what a client sends first (magic included) to be
+/// answered, which proves the instance exists and its events ran.
+const PLUGINS: [(&str, &str, &str, &[u8]); 3] = [
+    ("LINE", "line", "LINE", b"LINE"),
+    (
+        "STOMP",
+        "stomp",
+        "CONN",
+        b"CONNECT\naccept-version:1.2\nhost:bench\n\n\0",
+    ),
+    ("RESP", "resp", "*1\r\n", b"*1\r\n$4\r\nPING\r\n"),
+];
+
+fn plugin_config(name: &str, magic: &str, max_connections: usize) -> PluginConfig {
     PluginConfig {
-        name: "line".into(),
-        component: std::path::PathBuf::from(env!("NSQ_GATEWAY_PLUGIN_DIR")).join("line.wasm"),
-        magics: vec!["LINE".into()],
+        name: name.into(),
+        component: std::path::PathBuf::from(env!("NSQ_GATEWAY_PLUGIN_DIR"))
+            .join(format!("{name}.wasm")),
+        magics: vec![magic.into()],
         config: Default::default(),
         limits: PluginLimits {
             max_connections,
@@ -39,6 +55,10 @@ fn line_config(max_connections: usize) -> PluginConfig {
         },
         override_v2: false,
     }
+}
+
+fn line_config(max_connections: usize) -> PluginConfig {
+    plugin_config("line", "LINE", max_connections)
 }
 
 fn env_usize(key: &str, default: usize) -> usize {
@@ -113,19 +133,20 @@ fn instantiation() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the gateway with LINE on a current-thread runtime in its own thread.
-/// Returns the address and a handle to run closures on the server thread.
+/// Starts the gateway with `plugin` on a current-thread runtime in its own
+/// thread. Returns the address and a handle to run closures on the server
+/// thread.
 struct ServerThread {
     addr: SocketAddr,
     handle: tokio::runtime::Handle,
     ctx: Arc<Context>,
 }
 
-fn start_server(opts: &HostOptions, max_connections: usize) -> anyhow::Result<ServerThread> {
+fn start_server(opts: &HostOptions, plugin: PluginConfig) -> anyhow::Result<ServerThread> {
     let config = Config {
         max_connections: 20_000,
         mem_queue_size: 10_000_000,
-        plugins: vec![line_config(max_connections)],
+        plugins: vec![plugin],
         ..Config::default()
     };
     let loaded = load_plugins_with(&config.plugins, opts)?;
@@ -358,7 +379,7 @@ fn memory() -> anyhow::Result<()> {
     }
     let protos = std::env::var("BENCH_PROTOS").unwrap_or_else(|_| "LINE,V2".into());
     parts.extend(
-        ["LINE", "V2"]
+        ["LINE", "STOMP", "RESP", "V2"]
             .into_iter()
             .filter(|l| protos.split(',').any(|p| p == *l)),
     );
@@ -372,19 +393,24 @@ fn memory() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One memory figure: `instances`, or idle `LINE` or `V2` connections.
+/// One memory figure: `instances` (LINE's), or idle connections of a
+/// protocol (`V2` or a label of `PLUGINS`).
 fn memory_part(part: &str) -> anyhow::Result<()> {
     let n = env_usize("BENCH_CONNS", 10_000);
     if part == "instances" {
         return instance_memory(n);
     }
-    let (label, magic) = match part {
-        "LINE" => ("LINE", "LINE"),
-        "V2" => ("V2", "  V2"),
-        other => anyhow::bail!("unknown memory figure {other:?}"),
+    let plugin = PLUGINS.iter().find(|p| p.0 == part);
+    if plugin.is_none() && part != "V2" {
+        anyhow::bail!("unknown memory figure {part:?}");
+    }
+    let label = part;
+    // V2 runs next to LINE with a pool of 10 (a plugin is always loaded).
+    let config = match plugin {
+        Some(&(_, name, magic, _)) => plugin_config(name, magic, n),
+        None => line_config(10),
     };
-    let pool = if label == "LINE" { n } else { 10 };
-    let server = start_server(&HostOptions::default(), pool)?;
+    let server = start_server(&HostOptions::default(), config)?;
     std::thread::sleep(Duration::from_millis(200));
     let snapshot = MemSnapshot::take();
     let before = rss_bytes();
@@ -393,7 +419,7 @@ fn memory_part(part: &str) -> anyhow::Result<()> {
             "hold-clients",
             &server.addr.to_string(),
             &n.to_string(),
-            magic,
+            label,
         ])
         .stdout(std::process::Stdio::piped())
         .spawn()?;
@@ -406,7 +432,8 @@ fn memory_part(part: &str) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let after = rss_bytes();
     let active = server.ctx.broker.stats(None).len();
-    let plugin_active = match server.ctx.registry.get(b"LINE") {
+    let magic = plugin.and_then(|p| <[u8; 4]>::try_from(p.2.as_bytes()).ok());
+    let plugin_active = match magic.and_then(|m| server.ctx.registry.get(&m)) {
         Some(Handler::Plugin(p)) => p.stats().active,
         _ => 0,
     };
@@ -423,15 +450,17 @@ fn memory_part(part: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Child process: opens `n` connections with `magic`, waits for each to be
-/// served (LINE greeting / V2 NOP round trip), reports, then idles.
+/// Child process: opens `n` connections of a protocol, waits for each to be
+/// served (a plugin's answer to its `PLUGINS` hello, a V2 NOP every 1000),
+/// reports, then idles.
 fn hold_clients(args: &[String]) -> anyhow::Result<()> {
     let addr: SocketAddr = args
         .first()
         .ok_or_else(|| anyhow::anyhow!("addr"))?
         .parse()?;
     let n: usize = args.get(1).ok_or_else(|| anyhow::anyhow!("n"))?.parse()?;
-    let magic = args.get(2).cloned().unwrap_or_else(|| "LINE".into());
+    let label = args.get(2).cloned().unwrap_or_else(|| "LINE".into());
+    let hello = PLUGINS.iter().find(|p| p.0 == label).map(|p| p.3);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -439,13 +468,15 @@ fn hold_clients(args: &[String]) -> anyhow::Result<()> {
         let mut conns = Vec::with_capacity(n);
         for i in 0..n {
             let mut s = TcpStream::connect(addr).await?;
-            s.write_all(magic.as_bytes()).await?;
-            if magic == "LINE" {
-                // The greeting proves the instance exists and on-connect ran.
-                let mut buf = [0u8; 64];
+            if let Some(hello) = hello {
+                s.write_all(hello).await?;
+                let mut buf = [0u8; 256];
                 let _ = s.read(&mut buf).await?;
-            } else if i % 1000 == 0 {
-                s.write_all(b"NOP\n").await?;
+            } else {
+                s.write_all(b"  V2").await?;
+                if i % 1000 == 0 {
+                    s.write_all(b"NOP\n").await?;
+                }
             }
             conns.push(s);
         }
@@ -514,7 +545,7 @@ fn cpu() -> anyhow::Result<()> {
             cpu: budget,
             ..HostOptions::default()
         };
-        let server = start_server(&opts, 100)?;
+        let server = start_server(&opts, line_config(100))?;
         // Warm-up, then three measured runs; report the median.
         client.block_on(publish_workload(server.addr, line, n / 10))?;
         let mut per_msg = Vec::new();
