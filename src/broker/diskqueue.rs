@@ -15,10 +15,11 @@
 //! Guarantees. With [`SyncPolicy::Always`], `put` returns only after the
 //! record is fsynced, so an acknowledged message survives a crash. With
 //! [`SyncPolicy::Batch`], up to `sync_every` messages or `sync_timeout` of
-//! writes may be lost in a crash (twice that while the disk is slower than
-//! the publishers: the periodic sync runs in the background, see
-//! [`syncer`], and a sync that falls due while the last is still running
-//! waits for the next message, or blocks once two intervals are due). Either way the read position is persisted
+//! writes may be lost in a crash, and up to twice that while the disk is
+//! slower than the publishers: the periodic sync runs in the background
+//! (see [`syncer`]), a sync that falls due while the last one still runs is
+//! retried by the next put or pop, and the put or pop that reaches twice
+//! `sync_every` waits for it. Either way the read position is persisted
 //! at each sync, so after a crash the records popped since the last sync are
 //! delivered again (at least once). The write end is never taken from the
 //! metadata: every open starts a new segment after the existing ones, so a

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
@@ -36,13 +37,16 @@ pub(super) struct MetaWrite {
 /// many fsyncs they made, and the first error not yet reported.
 #[derive(Default)]
 pub(super) struct Tracker {
+    /// A job is queued or running. An atomic, because a queue whose sync is
+    /// due asks on every put and pop until the job is done; it changes only
+    /// under `state`'s lock, so `wait_idle` cannot miss the wake-up.
+    in_flight: AtomicBool,
     state: Mutex<TrackerState>,
     idle: Condvar,
 }
 
 #[derive(Default)]
 struct TrackerState {
-    in_flight: bool,
     fsyncs: u64,
     error: Option<io::Error>,
 }
@@ -54,13 +58,13 @@ impl Tracker {
 
     /// A job of this queue is queued or running.
     pub fn busy(&self) -> bool {
-        self.lock().in_flight
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Blocks until no job of this queue is queued or running.
     pub fn wait_idle(&self) {
         let mut st = self.lock();
-        while st.in_flight {
+        while self.busy() {
             st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -79,7 +83,7 @@ impl Tracker {
     /// like an fsync on a stalled disk.
     #[cfg(test)]
     pub fn hold(&self) {
-        self.lock().in_flight = true;
+        self.start();
     }
 
     /// Test hook: ends the job of `hold`, failed with `error` if given.
@@ -94,16 +98,21 @@ impl Tracker {
         if let Err(e) = result {
             st.error.get_or_insert(e);
         }
-        st.in_flight = false;
+        self.in_flight.store(false, Ordering::Release);
         drop(st);
         self.idle.notify_all();
+    }
+
+    fn start(&self) {
+        let _st = self.lock();
+        self.in_flight.store(true, Ordering::Release);
     }
 }
 
 /// Marks the job's queue busy and hands the job to the pool; if the pool
 /// cannot be started, runs it on the calling thread instead.
 pub(super) fn submit(job: Job) {
-    job.tracker.lock().in_flight = true;
+    job.tracker.start();
     let job = match pool() {
         Some(tx) => match tx.send(job) {
             Ok(()) => return,

@@ -641,3 +641,19 @@ fn a_failed_background_sync_is_reported_once_and_redone() {
     q.crash();
     assert_eq!(reopen_and_drain(&d), vec![0, 1]);
 }
+
+#[test]
+fn a_full_sync_after_a_failed_background_sync_redoes_it() {
+    let d = TempDir::new();
+    let mut q = DiskQueue::open(d.path(), "t", opts()).unwrap();
+    q.put(&msg(0)).unwrap();
+    q.bg.hold();
+    q.bg.release(Some(io::Error::other("injected fsync failure")));
+    // The full sync logs the old failure and syncs everything itself.
+    q.sync().unwrap();
+    assert!(q.bg.take_error().is_none(), "consumed by the full sync");
+    q.put(&msg(1)).unwrap();
+    q.sync().unwrap();
+    q.crash();
+    assert_eq!(reopen_and_drain(&d), vec![0, 1]);
+}
