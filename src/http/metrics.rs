@@ -246,7 +246,7 @@ pub fn render(ctx: &Context) -> Option<String> {
     let pl_refused = counters(
         &mut reg,
         "nsq_plugin_refused",
-        "Connections refused at the plugin's connection limit",
+        "Connections closed before the guest ran (connection limit, no free slot, no resources)",
     );
     let pl_denied = counters(
         &mut reg,
@@ -261,6 +261,22 @@ pub fn render(ctx: &Context) -> Option<String> {
         pl_limits.get_or_create(&l).inc_by(p.limit_hits);
         pl_refused.get_or_create(&l).inc_by(p.refused);
         pl_denied.get_or_create(&l).inc_by(p.denied);
+    }
+
+    if let Some(plugin) = ctx.registry.plugins().first() {
+        let gate = plugin.gate();
+        gauge(
+            &mut reg,
+            "nsq_plugin_slots",
+            "Plugin connections the host serves at once, all plugins together (planned at startup)",
+            u64::from(gate.capacity().slots),
+        );
+        gauge(
+            &mut reg,
+            "nsq_plugin_slots_in_use",
+            "Plugin connections open now, all plugins together",
+            gate.open(),
+        );
     }
 
     let proc = ProcessStats::read();

@@ -51,6 +51,11 @@ pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
         producers: producers.iter().map(ClientJson::from).collect(),
         protocols: st.ctx.stats.protocols(),
         plugins: plugin_stats(&st.ctx),
+        plugin_slots: st.ctx.registry.plugins().first().map(|p| SlotsJson {
+            slots: p.gate().capacity().slots,
+            in_use: p.gate().open(),
+            configured: p.gate().capacity().configured,
+        }),
     };
     Reply::json(&out)
 }
@@ -100,6 +105,21 @@ struct StatsJson {
     protocols: Vec<ProtocolStats>,
     /// Extension: per-plugin connections, traps and limit hits.
     plugins: Vec<PluginStats>,
+    /// Extension: the plugin connections the host was sized for at startup
+    /// and how many are open (absent without plugins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugin_slots: Option<SlotsJson>,
+}
+
+/// The plugin host's planned capacity, for /stats.
+#[derive(Serialize)]
+struct SlotsJson {
+    /// Plugin connections served at once, all plugins together.
+    slots: u32,
+    /// Open now.
+    in_use: u64,
+    /// What the plugins' `limits.max_connections` add up to.
+    configured: u64,
 }
 
 /// nsqd's `quantile.Result` when no percentiles are configured.

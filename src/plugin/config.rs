@@ -154,6 +154,7 @@ pub fn load_plugins_with(
         all_magics.push(magics);
     }
     let engine = PluginEngine::new(configs, opts)?;
+    tracing::info!(capacity = %engine.gate.capacity(), "plugin host sized");
     let mut out = Vec::with_capacity(configs.len());
     for (cfg, magics) in configs.iter().zip(all_magics) {
         let plugin =

@@ -9,10 +9,12 @@
 mod acl;
 mod bindings;
 mod broker;
+pub mod capacity;
 mod config;
 mod connection;
 mod state;
 mod types;
+mod wasi_io;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -113,6 +115,47 @@ pub(crate) struct PluginEngine {
     opts: HostOptions,
     /// Present with `CpuBudget::Epoch`; shared by all plugins.
     ticker: Option<Arc<Ticker>>,
+    /// The plugin connections of every plugin, against the planned slots.
+    gate: Arc<Gate>,
+}
+
+/// Counts the plugin connections of all plugins in one place, so that no
+/// more are instantiated than the pool has slots for (see `capacity`).
+pub struct Gate {
+    open: AtomicU64,
+    capacity: capacity::Capacity,
+}
+
+impl Gate {
+    /// Takes a slot, or `None` when every planned slot is in use.
+    fn enter(self: &Arc<Self>) -> Option<GateSlot> {
+        let slots = u64::from(self.capacity.slots);
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < slots).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| GateSlot(self.clone()))
+    }
+
+    /// The plan the host was sized with.
+    pub fn capacity(&self) -> &capacity::Capacity {
+        &self.capacity
+    }
+
+    /// Plugin connections open now, all plugins together.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+/// A taken slot; given back when the connection ends.
+struct GateSlot(Arc<Gate>);
+
+impl Drop for GateSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PluginEngine {
@@ -127,16 +170,27 @@ impl PluginEngine {
             .max()
             .unwrap_or(16 << 20);
         // Round to 64 KiB wasm pages; reserve just that much address space per
-        // memory so 10k+ pooled slots fit, with a small guard.
+        // memory (bounds-checked accesses), with a small guard.
         let max_memory = max_memory.div_ceil(65536) * 65536;
+        let guard: u64 = 2 << 20;
         cfg.memory_reservation(max_memory);
-        cfg.memory_guard_size(2 << 20);
+        cfg.memory_guard_size(guard);
         cfg.memory_reservation_for_growth(0);
+        // Data segments are copied in, not mapped from the component's image:
+        // a mapped image would cost every live slot a third memory mapping.
+        cfg.memory_init_cow(false);
         cfg.max_wasm_stack(512 << 10);
-        cfg.async_stack_size(1 << 20);
+        let configured: u64 = configs
+            .iter()
+            .map(|c| c.limits.max_connections as u64)
+            .sum();
+        let capacity = capacity::plan(
+            configured.max(1),
+            max_memory + guard,
+            &capacity::HostLimits::read(),
+        )?;
         if opts.pooling {
-            let slots: usize = configs.iter().map(|c| c.limits.max_connections).sum();
-            let slots = u32::try_from(slots.clamp(1, 1_000_000)).unwrap_or(1_000_000);
+            let slots = capacity.slots.max(1);
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(slots)
                 .total_core_instances(slots.saturating_mul(8))
@@ -145,7 +199,8 @@ impl PluginEngine {
                 .max_memories_per_component(2)
                 .total_tables(slots.saturating_mul(2))
                 .max_tables_per_component(4)
-                .total_stacks(slots)
+                // Guests are called without a fiber (see `Conn::call`).
+                .total_stacks(0)
                 .max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX))
                 .linear_memory_keep_resident(64 << 10)
                 .table_keep_resident(16 << 10);
@@ -178,40 +233,43 @@ impl PluginEngine {
             linker,
             opts: opts.clone(),
             ticker,
+            gate: Arc::new(Gate {
+                open: AtomicU64::new(0),
+                capacity,
+            }),
         })
     }
 }
 
 /// Links only the WASI a Rust `wasm32-wasip2` guest imports (io, clocks,
-/// random, cli stdio/env/exit/terminal), all async, so no WASI call ever
-/// blocks a tokio worker. No filesystem and no sockets are linked: a guest
-/// importing them fails to load.
+/// random, cli stdio/env/exit/terminal), all synchronous and none blocking:
+/// `wasi:io` comes from `wasi_io`, the rest never waits. No filesystem and
+/// no sockets are linked: a guest importing them fails to load.
 fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::p2::bindings::cli;
-    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)?;
-    cli::exit::add_to_linker::<HostState, WasiCli>(linker, <HostState as WasiCliView>::cli)?;
-    cli::environment::add_to_linker::<HostState, WasiCli>(linker, <HostState as WasiCliView>::cli)?;
-    cli::terminal_input::add_to_linker::<HostState, WasiCli>(
-        linker,
-        <HostState as WasiCliView>::cli,
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    let l = linker;
+    wasi_io::add_to_linker(l, |s| &mut s.table)?;
+    let clocks_of = <HostState as WasiClocksView>::clocks;
+    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, clocks_of)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, clocks_of)?;
+    random::random::add_to_linker::<HostState, WasiRandom>(
+        l,
+        <HostState as WasiRandomView>::random,
     )?;
-    cli::terminal_output::add_to_linker::<HostState, WasiCli>(
-        linker,
-        <HostState as WasiCliView>::cli,
-    )?;
-    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(
-        linker,
-        <HostState as WasiCliView>::cli,
-    )?;
-    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(
-        linker,
-        <HostState as WasiCliView>::cli,
-    )?;
-    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(
-        linker,
-        <HostState as WasiCliView>::cli,
-    )?;
+    let cli_of = <HostState as WasiCliView>::cli;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     Ok(())
 }
 
@@ -238,7 +296,9 @@ pub struct PluginStats {
     pub traps: u64,
     /// Connections ended by a limit: CPU deadline, memory, denied-call flood.
     pub limit_hits: u64,
-    /// Connections refused because `limits.max_connections` were open.
+    /// Connections closed before the guest ran: `limits.max_connections`
+    /// open, every slot planned at startup in use, or no resources to
+    /// instantiate (never counted as traps: the guest did nothing wrong).
     pub refused: u64,
     /// Broker calls refused by `limits.topics` / `limits.channels`.
     pub denied: u64,
@@ -257,6 +317,15 @@ pub struct Plugin {
     /// `config:` from gateway.yaml, in the shape `on-connect` takes.
     guest_config: Vec<(String, String)>,
     counters: Counters,
+    /// The slots shared by every plugin.
+    gate: Arc<Gate>,
+    /// When the plugin was loaded; refusal warnings count from it.
+    born: Instant,
+    /// Milliseconds after `born` of the last refusal warning, so a flood of
+    /// refused connections logs once a second, not once a connection.
+    refusal_logged_at: AtomicU64,
+    /// Refusals since the last warning.
+    refusals_unlogged: AtomicU64,
 }
 
 /// Why a connection's event loop ended early.
@@ -321,7 +390,38 @@ impl Plugin {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             counters: Counters::default(),
+            gate: engine.gate.clone(),
+            born: Instant::now(),
+            refusal_logged_at: AtomicU64::new(0),
+            refusals_unlogged: AtomicU64::new(0),
         })
+    }
+
+    /// The slots every plugin shares, and the plan they were sized with.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Counts a connection refused before the guest ran, and warns at most
+    /// once a second with the number refused since the last warning.
+    fn refuse(&self, peer: SocketAddr, why: &str) {
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        let unlogged = self.refusals_unlogged.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.refusal_logged_at.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= 1000)
+            && self
+                .refusal_logged_at
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self
+                .refusals_unlogged
+                .swap(0, Ordering::Relaxed)
+                .max(unlogged);
+            warn!(plugin = %self.shared.name, %peer, reason = why, refused,
+                "plugin connection refused");
+        }
     }
 
     /// The plugin's name from gateway.yaml.
@@ -389,24 +489,33 @@ impl Plugin {
         let active = self.counters.active.fetch_add(1, Ordering::Relaxed);
         let _active = ActiveGuard(&self.counters.active);
         if active >= self.shared.limits.max_connections as u64 {
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            warn!(plugin = %self.shared.name, %peer, max = self.shared.limits.max_connections,
-                "plugin connection refused: max_connections reached");
+            self.refuse(peer, "limits.max_connections reached");
             return Ok(());
         }
-        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let Some(_slot) = self.gate.enter() else {
+            self.refuse(
+                peer,
+                "every plugin slot is in use (the capacity planned at startup)",
+            );
+            return Ok(());
+        };
         let _ = stream.set_nodelay(true);
         let mut store = self.new_store(broker, server, id, peer);
-        // Boxed, like every guest call (see `Conn::call`), and in its own
-        // statement so the unboxed future is not kept in this one's state.
-        let instantiating = Box::pin(self.pre.instantiate_async(&mut store));
-        let guest = match instantiating.await {
+        let guest = match self.pre.instantiate(&mut store) {
             Ok(g) => g,
-            Err(e) => {
+            // A trap is the guest's doing (its start code); anything else
+            // (no slot, no memory) is the host's capacity: refused.
+            Err(e) if e.downcast_ref::<Trap>().is_some() => {
+                self.counters.connections.fetch_add(1, Ordering::Relaxed);
                 self.ended_by_guest(&store, &e, peer, "instantiate");
                 return Ok(());
             }
+            Err(e) => {
+                self.refuse(peer, &format!("cannot instantiate: {e:#}"));
+                return Ok(());
+            }
         };
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
         let mut conn = Conn {
             plugin: self,
             store,
@@ -440,8 +549,7 @@ impl Plugin {
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let mut store = self.new_store(broker.clone(), BENCH_LIMITS, 0, peer);
         self.pre
-            .instantiate_async(&mut store)
-            .await
+            .instantiate(&mut store)
             .map_err(|e| anyhow::anyhow!("instantiate: {e}"))?;
         Ok(())
     }
@@ -458,8 +566,7 @@ impl Plugin {
         let mut store = self.new_store(broker.clone(), BENCH_LIMITS, 0, peer);
         let guest = self
             .pre
-            .instantiate_async(&mut store)
-            .await
+            .instantiate(&mut store)
             .map_err(|e| anyhow::anyhow!("instantiate: {e}"))?;
         let info = ConnectInfo {
             magic: b"LINE".to_vec(),
@@ -471,7 +578,6 @@ impl Plugin {
         guest
             .nsq_gateway_tcp_handler()
             .call_on_connect(&mut store, &info)
-            .await
             .map_err(|e| anyhow::anyhow!("on-connect: {e}"))?;
         Ok(Box::new((store, guest)))
     }
@@ -568,9 +674,6 @@ struct Conn<'a> {
     denied_seen: u32,
 }
 
-/// A guest call in flight (see `Conn::call` for why it is boxed).
-type GuestCall<'a> = Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send + 'a>>;
-
 /// One event for the guest.
 enum Event<'a> {
     Connect(&'a ConnectInfo),
@@ -582,7 +685,7 @@ enum Event<'a> {
 
 impl Conn<'_> {
     async fn run(&mut self, info: ConnectInfo, shutdown: &CancellationToken) -> Result<(), Ended> {
-        self.call(Event::Connect(&info)).await?;
+        self.call(Event::Connect(&info))?;
         // Allocated when the socket is readable and never zero-filled
         // (`try_read_buf` writes into spare capacity); released once a read
         // drains the socket, so an idle connection holds no read buffer.
@@ -646,7 +749,7 @@ impl Conn<'_> {
                 Wake::Deliver => {}
                 Wake::Timer => {
                     self.store.data_mut().timer = None;
-                    self.call(Event::Timer).await?;
+                    self.call(Event::Timer)?;
                 }
                 Wake::Expire => {
                     let now = Instant::now();
@@ -657,11 +760,16 @@ impl Conn<'_> {
                 Wake::Readable(Err(e)) => return Err(Ended::Io(e)),
                 Wake::Readable(Ok(())) => {
                     rbuf.clear();
-                    rbuf.reserve(chunk);
+                    // Under memory pressure this connection ends, not the process.
+                    if let Err(e) = rbuf.try_reserve(chunk) {
+                        return Err(Ended::Io(std::io::Error::other(format!(
+                            "no memory for the read buffer: {e}"
+                        ))));
+                    }
                     match self.stream.try_read_buf(&mut rbuf) {
                         Ok(0) => break,
                         Ok(n) => {
-                            self.call(Event::Data(&rbuf)).await?;
+                            self.call(Event::Data(&rbuf))?;
                             if n >= chunk {
                                 // Probably more waiting: keep the buffer, grow.
                                 chunk = (chunk * 2).min(READ_CHUNK);
@@ -682,7 +790,7 @@ impl Conn<'_> {
                 }
             }
         }
-        self.call(Event::Close).await?;
+        self.call(Event::Close)?;
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
         Ok(())
@@ -722,33 +830,29 @@ impl Conn<'_> {
                 body: m.body.to_vec(),
             }));
             let sub = u32::try_from(i).unwrap_or(u32::MAX);
-            self.call(Event::Messages(sub, wit_msgs)).await?;
+            self.call(Event::Messages(sub, wit_msgs))?;
             self.flush().await?;
             delivered = true;
         }
         Ok(delivered)
     }
 
-    /// Calls the guest for one event under a fresh CPU budget. Each call's
-    /// future is boxed: wasmtime's call futures are large, and inline they
-    /// would size the connection's task (its future is as big as its
-    /// largest state), which every idle connection keeps; boxed, they cost
-    /// one short-lived allocation per event instead.
-    async fn call(&mut self, event: Event<'_>) -> Result<(), Ended> {
+    /// Calls the guest for one event under a fresh CPU budget. The call is
+    /// synchronous, on this task's worker thread (no fiber, so no stack is
+    /// kept per connection); the epoch deadline bounds how long it runs.
+    fn call(&mut self, event: Event<'_>) -> Result<(), Ended> {
         self.plugin.arm(&mut self.store);
         let handler = self.guest.nsq_gateway_tcp_handler();
         let store = &mut self.store;
-        let (name, calling): (&str, GuestCall<'_>) = match event {
-            Event::Connect(info) => ("on-connect", Box::pin(handler.call_on_connect(store, info))),
-            Event::Data(bytes) => ("on-data", Box::pin(handler.call_on_data(store, bytes))),
-            Event::Messages(sub, msgs) => (
-                "on-messages",
-                Box::pin(handler.call_on_messages(store, sub, msgs)),
-            ),
-            Event::Timer => ("on-timer", Box::pin(handler.call_on_timer(store))),
-            Event::Close => ("on-close", Box::pin(handler.call_on_close(store))),
+        let (name, result) = match event {
+            Event::Connect(info) => ("on-connect", handler.call_on_connect(store, info)),
+            Event::Data(bytes) => ("on-data", handler.call_on_data(store, bytes)),
+            Event::Messages(sub, msgs) => {
+                ("on-messages", handler.call_on_messages(store, sub, msgs))
+            }
+            Event::Timer => ("on-timer", handler.call_on_timer(store)),
+            Event::Close => ("on-close", handler.call_on_close(store)),
         };
-        let result = calling.await;
         let denied = self.store.data().denied;
         if denied > self.denied_seen {
             let delta = u64::from(denied - self.denied_seen);

@@ -1,0 +1,433 @@
+//! Capacity under load, against the real binary: the default gateway.yaml
+//! serves 10,000 concurrent connections (4,000 V2, 4,000 LINE, 2,000 STOMP)
+//! with no trap and no abort, plugin connections cost the memory mappings
+//! the startup plan counts on, and past every limit (a plugin's
+//! `max_connections`, the planned slots, `RLIMIT_NOFILE`) connections are
+//! refused and counted while V2 and HTTP keep working. Mappings and
+//! counters are read from outside the process: `/proc/<pid>/maps`, `/stats`.
+
+use std::io::{Read, Write};
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use nsq_gateway::plugin::capacity::{MAPS_PER_CONNECTION, fd_reserve};
+
+use crate::common::{parse_msg, pub_cmd, read_frame_skip_heartbeats, temp_data_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The release-or-debug binary on loopback ports, run from the repo root so
+/// the default config's component paths resolve, optionally under `ulimit`.
+struct Gateway {
+    child: Child,
+    tcp: String,
+    http: String,
+}
+
+impl Gateway {
+    fn spawn(config: &Path, ulimit: Option<&str>) -> Gateway {
+        let tcp = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let data = temp_data_dir();
+        let args = [
+            "--config".to_owned(),
+            config.to_string_lossy().into_owned(),
+            "--tcp-address".to_owned(),
+            tcp.clone(),
+            "--http-address".to_owned(),
+            http.clone(),
+            "--data-path".to_owned(),
+            data.to_string_lossy().into_owned(),
+            "--log-level".to_owned(),
+            "warn".to_owned(),
+        ];
+        let mut cmd = match ulimit {
+            // `ulimit` in a shell that then execs the gateway: the limit
+            // applies to the gateway alone, not to this test process.
+            Some(lim) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit {lim} && exec \"$0\" \"$@\""))
+                    .arg(BIN)
+                    .args(&args);
+                c
+            }
+            None => {
+                let mut c = Command::new(BIN);
+                c.args(&args);
+                c
+            }
+        };
+        let child = cmd
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gateway");
+        let gw = Gateway { child, tcp, http };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(&self.http).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "gateway did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn maps(&self) -> usize {
+        std::fs::read_to_string(format!("/proc/{}/maps", self.child.id()))
+            .expect("read maps")
+            .lines()
+            .count()
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// `/stats?format=json`, parsed.
+    fn stats(&self) -> serde_json::Value {
+        let mut s = std::net::TcpStream::connect(&self.http).expect("http");
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        write!(
+            s,
+            "GET /stats?format=json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let body = resp.split("\r\n\r\n").nth(1).expect("body");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+/// The counters of one plugin in `/stats`.
+fn plugin(stats: &serde_json::Value, name: &str) -> serde_json::Value {
+    stats["plugins"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no plugin {name} in {stats}"))
+}
+
+/// The first command each protocol's client sends, and what proves it was
+/// answered.
+fn first_exchange(proto: &str) -> (&'static [u8], &'static [u8]) {
+    match proto {
+        "V2" => (b"  V2NOP\nPUB cap\n\x00\x00\x00\x01x", b"OK"),
+        "LINE" => (b"LINE\nPING\n", b"PONG"),
+        "STOMP" => (b"CONNECT\naccept-version:1.2\nhost:/\n\n\x00", b"CONNECTED"),
+        other => panic!("unknown protocol {other}"),
+    }
+}
+
+/// Opens `n` connections of `proto`, sends each its first command, and
+/// returns them with whether each was answered within the deadline.
+async fn open_many(addr: &str, proto: &str, n: usize) -> Vec<(TcpStream, bool)> {
+    let (hello, answer) = first_exchange(proto);
+    let mut streams = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(hello).await.expect("write first command");
+        streams.push(s);
+    }
+    let mut set = JoinSet::new();
+    for (i, mut s) in streams.into_iter().enumerate() {
+        set.spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            let ok = tokio::time::timeout(Duration::from_secs(60), async {
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(k) => {
+                            got.extend_from_slice(&buf[..k]);
+                            if got.windows(answer.len()).any(|w| w == answer) {
+                                return true;
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+            .unwrap_or(false);
+            (i, s, ok)
+        });
+    }
+    let mut out: Vec<Option<(TcpStream, bool)>> = (0..n).map(|_| None).collect();
+    while let Some(r) = set.join_next().await {
+        let (i, s, ok) = r.expect("join");
+        out[i] = Some((s, ok));
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// A fresh V2 client publishes to a new topic and consumes the message back.
+async fn v2_round_trip(addr: &str) {
+    let within = Duration::from_secs(10);
+    let mut p = TcpStream::connect(addr).await.expect("connect");
+    p.write_all(b"  V2").await.expect("magic");
+    p.write_all(&pub_cmd("after-load", b"still-here"))
+        .await
+        .expect("pub");
+    let (_, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut p))
+        .await
+        .expect("PUB answered in time")
+        .expect("frame");
+    assert_eq!(data, b"OK");
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(b"  V2SUB after-load ch\nRDY 1\n")
+        .await
+        .expect("sub");
+    loop {
+        let (ft, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut c))
+            .await
+            .expect("message in time")
+            .expect("frame");
+        if ft == 2 {
+            assert_eq!(parse_msg(&data).body, b"still-here");
+            break;
+        }
+    }
+}
+
+/// This process's descriptor limit, raised to the hard limit.
+fn raise_own_nofile() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    lim.current = lim.maximum;
+    let _ = setrlimit(Resource::Nofile, lim);
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_connections_on_the_default_config() {
+    // Both ends of every connection live on this machine: this process
+    // needs a descriptor per connection, and so does the gateway, whose
+    // plugins get what its reserve for V2 and HTTP leaves.
+    let nofile = raise_own_nofile();
+    let budget = nofile.saturating_sub(fd_reserve(nofile).max(512));
+    let scale = (budget as f64 / 10_000.0).min(1.0);
+    let (v2, line, stomp) = (
+        (4000.0 * scale) as usize,
+        (4000.0 * scale) as usize,
+        (2000.0 * scale) as usize,
+    );
+    println!(
+        "RLIMIT_NOFILE {nofile}: {} connections ({v2} V2, {line} LINE, {stomp} STOMP){}",
+        v2 + line + stomp,
+        if scale < 1.0 {
+            " -- fewer than 10,000, the largest figure these limits hold"
+        } else {
+            ""
+        }
+    );
+    let mut gw = Gateway::spawn(&repo().join("gateway.yaml"), None);
+    let maps_start = gw.maps();
+    let v2_conns = open_many(&gw.tcp, "V2", v2).await;
+    let maps_v2 = gw.maps();
+    let line_conns = open_many(&gw.tcp, "LINE", line).await;
+    let stomp_conns = open_many(&gw.tcp, "STOMP", stomp).await;
+    let maps_all = gw.maps();
+    let answered = |c: &[(TcpStream, bool)]| c.iter().filter(|(_, ok)| *ok).count();
+    println!(
+        "answered: V2 {}/{v2}, LINE {}/{line}, STOMP {}/{stomp}; memory mappings: {maps_start} at \
+         start, +{} for V2, +{} for {} plugin connections ({:.2} each)",
+        answered(&v2_conns),
+        answered(&line_conns),
+        answered(&stomp_conns),
+        maps_v2 - maps_start,
+        maps_all - maps_v2,
+        line + stomp,
+        (maps_all - maps_v2) as f64 / (line + stomp).max(1) as f64
+    );
+    assert!(gw.alive(), "the gateway died under load");
+    assert_eq!(answered(&v2_conns), v2);
+    assert_eq!(answered(&line_conns), line);
+    assert_eq!(answered(&stomp_conns), stomp);
+    // The startup plan counts MAPS_PER_CONNECTION per plugin connection.
+    let per_conn = (maps_all - maps_v2) as f64 / (line + stomp).max(1) as f64;
+    assert!(
+        per_conn <= MAPS_PER_CONNECTION as f64 + 0.05,
+        "{per_conn:.2} mappings per plugin connection, planned {MAPS_PER_CONNECTION}"
+    );
+    assert!(maps_start < 2000, "{maps_start} mappings before any client");
+    let stats = gw.stats();
+    for (name, n) in [("line", line), ("stomp", stomp)] {
+        let p = plugin(&stats, name);
+        assert_eq!(p["active"], n as u64, "{p}");
+        assert_eq!(p["traps"], 0, "{p}");
+        assert_eq!(p["refused"], 0, "{p}");
+    }
+    // With every connection still open, a new V2 client is served at once.
+    v2_round_trip(&gw.tcp).await;
+    assert!(gw.alive());
+    drop((v2_conns, line_conns, stomp_conns));
+    let err = gw.stop();
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A config with LINE limited to `line_max` connections and STOMP left at
+/// the default, components from the build's plugin directory.
+fn limited_config(line_max: usize) -> PathBuf {
+    let dir = PathBuf::from(env!("NSQ_GATEWAY_PLUGIN_DIR"));
+    let text = format!(
+        "plugins:\n\
+         \x20 - name: line\n\
+         \x20   component: {line:?}\n\
+         \x20   magics: [\"LINE\"]\n\
+         \x20   limits: {{ max_connections: {line_max} }}\n\
+         \x20 - name: stomp\n\
+         \x20   component: {stomp:?}\n\
+         \x20   magics: [\"CONN\", \"STOM\"]\n",
+        line = dir.join("line.wasm"),
+        stomp = dir.join("stomp.wasm"),
+    );
+    let path = temp_data_dir().join("limited.yaml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_every_limit_connections_are_refused_and_counted() {
+    raise_own_nofile();
+    // 400 descriptors: the plan keeps 256 for V2 and HTTP, so the plugins
+    // together get 144 slots; LINE alone may have 100 of them.
+    let nofile: u64 = 400;
+    let slots = (nofile - fd_reserve(nofile)) as usize;
+    let mut gw = Gateway::spawn(&limited_config(100), Some(&format!("-n {nofile}")));
+    let line = open_many(&gw.tcp, "LINE", 130).await;
+    let served_line = line.iter().filter(|(_, ok)| *ok).count();
+    let stomp = open_many(&gw.tcp, "STOMP", 60).await;
+    let served_stomp = stomp.iter().filter(|(_, ok)| *ok).count();
+    let stats = gw.stats();
+    let (pl, ps) = (plugin(&stats, "line"), plugin(&stats, "stomp"));
+    println!(
+        "slots {slots}: LINE served {served_line}/130, STOMP served {served_stomp}/60; {pl} {ps}"
+    );
+    assert_eq!(stats["plugin_slots"]["slots"], slots as u64, "{stats}");
+    assert_eq!(served_line, 100);
+    assert_eq!(pl["refused"], 30, "{pl}");
+    assert_eq!(served_stomp, slots - 100);
+    assert_eq!(ps["refused"], (60 - (slots - 100)) as u64, "{ps}");
+    for p in [&pl, &ps] {
+        assert_eq!(p["traps"], 0, "{p}");
+        assert_eq!(p["limit_hits"], 0, "{p}");
+    }
+    // The plugin pools are exhausted; V2 and HTTP still work.
+    v2_round_trip(&gw.tcp).await;
+
+    // Now run out of descriptors: the accept loop meets EMFILE, backs off,
+    // and serves again once descriptors come back.
+    let mut extra = Vec::new();
+    for _ in 0..300 {
+        match TcpStream::connect(&gw.tcp).await {
+            Ok(mut s) => {
+                let _ = s.write_all(b"  V2NOP\n").await;
+                extra.push(s);
+            }
+            Err(_) => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(gw.alive(), "the gateway died at EMFILE");
+    drop(extra);
+    drop(line);
+    drop(stomp);
+    let start = Instant::now();
+    let metrics = loop {
+        // Once descriptors are back, HTTP answers again.
+        if let Ok(mut s) = std::net::TcpStream::connect(&gw.http) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut resp = String::new();
+            if s.read_to_string(&mut resp).is_ok() && resp.contains("nsq_accept_errors") {
+                break resp;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "HTTP never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let accept_errors: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("nsq_accept_errors"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .expect("nsq_accept_errors");
+    println!("accept errors survived: {accept_errors}");
+    assert!(accept_errors > 0, "EMFILE was never hit");
+    v2_round_trip(&gw.tcp).await;
+    assert!(gw.alive());
+    let err = gw.stop();
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("plugin connection refused"), "{err}");
+}
+
+#[test]
+fn a_configuration_that_cannot_fit_is_refused_at_startup() {
+    // 200 descriptors leave none for plugins after the V2/HTTP reserve.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 200 && exec \"$0\" --config gateway.yaml --tcp-address 127.0.0.1:0 --http-address 127.0.0.1:0")
+        .arg(BIN)
+        .current_dir(repo())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway: {err}");
+    assert!(
+        err.contains("RLIMIT_NOFILE") && err.contains("ulimit -n"),
+        "{err}"
+    );
+    // 8 GB of address space cannot hold 10,000 slots of 18 MiB each.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 8000000 && exec \"$0\" --config gateway.yaml --tcp-address 127.0.0.1:0 --http-address 127.0.0.1:0")
+        .arg(BIN)
+        .current_dir(repo())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway: {err}");
+    assert!(err.contains("RLIMIT_AS"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
