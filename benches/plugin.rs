@@ -5,7 +5,7 @@
 //! 2. memory per idle LINE connection at 10,000 connections (server RSS
 //!    delta / n; the clients run in a child process so their sockets and
 //!    buffers are not counted), and of the instances alone, each broken
-//!    down by what holds it (pooled linear memories, fiber stacks, tables,
+//!    down by what holds it (pooled linear memories, tables, mappings,
 //!    the host's heap: see `rss_by_kind`), each figure in a fresh process;
 //! 3. server CPU per published message, LINE vs V2, same workload (100-byte
 //!    bodies, one pipelined connection), measured as the CPU time of the
@@ -226,7 +226,6 @@ struct Mapping {
     lo: u64,
     hi: u64,
     perms: String,
-    name: String,
     rss_kib: u64,
 }
 
@@ -241,12 +240,10 @@ fn read_smaps() -> Vec<Mapping> {
             let lo = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
             let hi = u64::from_str_radix(range.next().unwrap_or("0"), 16).unwrap_or(0);
             let perms = parts.next().unwrap_or_default().to_string();
-            let name = parts.nth(3).unwrap_or("[anon]").to_string();
             maps.push(Mapping {
                 lo,
                 hi,
                 perms,
-                name,
                 rss_kib: 0,
             });
         } else if first == "Rss:"
@@ -259,43 +256,37 @@ fn read_smaps() -> Vec<Mapping> {
 }
 
 /// What holds resident memory, by kind of mapping (KiB per kind).
-const KINDS: [&str; 6] = [
-    "linear memory: data image (copy-on-write)",
-    "linear memory: below the image (guest stack)",
-    "linear memory: above the image (guest heap)",
-    "fiber stacks (pooled)",
+const KINDS: [&str; 4] = [
+    "linear memory (pooled slots: data, guest stack, heap)",
     "tables (pool)",
+    "memory mappings added (count, not KiB)",
     "host: malloc heap, tasks, code, the rest",
 ];
 
-/// Resident KiB per entry of `KINDS`, from /proc/self/smaps. The pooled
-/// slots are told apart by their neighbours: a linear memory is the mappings
-/// around its copy-on-write image (`memfd:wasm-memory-image`), a fiber stack
-/// is an `async_stack_size` (1 MiB) mapping right after a one-page guard,
-/// and the table pool is one mapping of gigabytes.
-fn rss_by_kind() -> [u64; 6] {
+/// Resident KiB per entry of `KINDS` (and the mapping count in entry 2),
+/// from /proc/self/smaps. A pooled linear memory is a read-write window
+/// with inaccessible reserved space on both sides (the slot's unused
+/// reservation and guard); guests run without a fiber, so there are no
+/// stacks to count; the table pool is one mapping of gigabytes.
+fn rss_by_kind() -> [u64; 4] {
     let maps = read_smaps();
-    let mut kib = [0u64; 6];
+    let mut kib = [0u64; 4];
+    kib[2] = maps.len() as u64;
+    let none = |m: Option<&Mapping>| m.is_some_and(|m| m.perms.starts_with("---"));
     for (i, m) in maps.iter().enumerate() {
-        let image =
-            |j: Option<&Mapping>| j.is_some_and(|j| j.name.contains("memfd:wasm-memory-image"));
         let prev = i.checked_sub(1).map(|j| &maps[j]);
         let next = maps.get(i + 1);
-        let kind = if image(Some(m)) {
-            0
-        } else if image(next) && next.is_some_and(|n| n.lo == m.hi) {
-            1
-        } else if image(prev) && prev.is_some_and(|p| p.hi == m.lo) {
-            2
-        } else if m.hi - m.lo == 1 << 20
-            && prev
-                .is_some_and(|p| p.hi == m.lo && p.hi - p.lo == 4096 && p.perms.starts_with("---"))
+        let kind = if m.perms.starts_with("rw")
+            && none(prev)
+            && none(next)
+            && prev.is_some_and(|p| p.hi == m.lo && p.hi - p.lo > 1 << 20)
+            && next.is_some_and(|n| n.lo == m.hi)
         {
-            3
+            0
         } else if m.hi - m.lo >= 1 << 30 && m.perms.starts_with("rw") {
-            4
+            1
         } else {
-            5
+            3
         };
         kib[kind] += m.rss_kib;
     }
@@ -311,7 +302,7 @@ fn malloc_in_use() -> u64 {
 
 /// A snapshot to subtract from a later one: RSS by kind and malloc in use.
 struct MemSnapshot {
-    by_kind: [u64; 6],
+    by_kind: [u64; 4],
     malloc: u64,
 }
 
@@ -327,8 +318,15 @@ impl MemSnapshot {
     fn print_growth(&self, n: usize) {
         let now = MemSnapshot::take();
         for (k, kind) in KINDS.iter().enumerate() {
-            let grew = now.by_kind[k].saturating_sub(self.by_kind[k]) * 1024;
-            println!("    {:>6.1} KB  {kind}", grew as f64 / n as f64 / 1000.0);
+            let grew = now.by_kind[k].saturating_sub(self.by_kind[k]);
+            if k == 2 {
+                println!("    {:>6.2}     {kind}", grew as f64 / n as f64);
+                continue;
+            }
+            println!(
+                "    {:>6.1} KB  {kind}",
+                (grew * 1024) as f64 / n as f64 / 1000.0
+            );
         }
         let grew = now.malloc.saturating_sub(self.malloc);
         println!(

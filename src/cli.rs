@@ -28,6 +28,15 @@ pub struct Cli {
     /// Address registered with nsqlookupd and shown in /info (default: hostname).
     #[arg(long, value_name = "HOST")]
     pub broadcast_address: Option<String>,
+    /// TCP port registered with nsqlookupd (default: the TCP listener's port).
+    #[arg(long, value_name = "PORT")]
+    pub broadcast_tcp_port: Option<u16>,
+    /// HTTP port registered with nsqlookupd (default: the HTTP listener's port).
+    #[arg(long, value_name = "PORT")]
+    pub broadcast_http_port: Option<u16>,
+    /// nsqlookupd TCP address to register with (may be given multiple times).
+    #[arg(long = "lookupd-tcp-address", value_name = "ADDR")]
+    pub lookupd_tcp_address: Vec<String>,
     /// Path to store disk-backed messages and metadata.
     #[arg(long, value_name = "PATH")]
     pub data_path: Option<PathBuf>,
@@ -125,6 +134,11 @@ impl Cli {
         set(&mut c.tcp_address, &self.tcp_address);
         set(&mut c.http_address, &self.http_address);
         set(&mut c.broadcast_address, &self.broadcast_address);
+        set(&mut c.broadcast_tcp_port, &self.broadcast_tcp_port);
+        set(&mut c.broadcast_http_port, &self.broadcast_http_port);
+        if !self.lookupd_tcp_address.is_empty() {
+            c.nsqlookupd_tcp_addresses = self.lookupd_tcp_address.clone();
+        }
         set(&mut c.data_path, &self.data_path);
         set(&mut c.mem_queue_size, &self.mem_queue_size);
         set(&mut c.max_bytes_per_file, &self.max_bytes_per_file);

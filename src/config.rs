@@ -51,6 +51,14 @@ pub struct Config {
     pub tcp_address: String,
     pub http_address: String,
     pub broadcast_address: String,
+    /// TCP port registered with nsqlookupd; 0 means the port `tcp_address`
+    /// listens on.
+    pub broadcast_tcp_port: u16,
+    /// HTTP port registered with nsqlookupd; 0 means the port
+    /// `http_address` listens on.
+    pub broadcast_http_port: u16,
+    /// nsqlookupd TCP addresses to register with.
+    pub nsqlookupd_tcp_addresses: Vec<String>,
     pub data_path: PathBuf,
     pub mem_queue_size: u64,
     pub max_bytes_per_file: u64,
@@ -99,6 +107,9 @@ impl Default for Config {
             tcp_address: "0.0.0.0:4150".into(),
             http_address: "0.0.0.0:4151".into(),
             broadcast_address: default_hostname(),
+            broadcast_tcp_port: 0,
+            broadcast_http_port: 0,
+            nsqlookupd_tcp_addresses: Vec::new(),
             data_path: PathBuf::from("."),
             mem_queue_size: 10_000,
             max_bytes_per_file: 104_857_600,
@@ -226,6 +237,18 @@ impl Config {
                 "must be between 1 and 9",
                 &self.max_deflate_level,
             )?;
+        }
+        for addr in &self.nsqlookupd_tcp_addresses {
+            let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !port_ok {
+                err(
+                    "nsqlookupd_tcp_addresses",
+                    "each must be <host>:<port>",
+                    &format!("{addr:?}"),
+                )?;
+            }
         }
         if self.max_connections == 0 {
             err(

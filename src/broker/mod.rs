@@ -10,6 +10,7 @@ mod consumer;
 mod deferred_store;
 pub mod diskqueue;
 mod error;
+pub mod events;
 mod health;
 mod message;
 pub mod metadata;
@@ -30,6 +31,7 @@ pub use channel::{Channel, ChannelStats};
 pub use client::{ClientInfo, ClientMeta, ClientStats, MAX_PUB_TOPICS, PubCount};
 pub use consumer::Consumer;
 pub use error::BrokerError;
+pub use events::{BrokerEvent, EventListener};
 pub use message::{IdGenerator, MSG_ID_LEN, Message, MessageId, now_nanos};
 pub use topic::{Topic, TopicStats};
 
@@ -101,6 +103,9 @@ pub(crate) struct Shared {
     /// producers. Bounded by the connection limit; entries are removed by
     /// `ClientRegistration`'s drop.
     clients: Mutex<HashMap<u64, Weak<ClientInfo>>>,
+    /// Told of every topic and channel created or deleted (the nsqlookupd
+    /// registration); set once, at startup.
+    listener: events::ListenerSlot,
 }
 
 impl Drop for Shared {
@@ -128,7 +133,13 @@ impl Shared {
         };
         if let Some(t) = removed {
             t.close();
+            self.emit(|| BrokerEvent::TopicDeleted(name.to_owned()));
         }
+    }
+
+    /// Tells the event listener, if any (see `events`).
+    pub(crate) fn emit(&self, event: impl FnOnce() -> BrokerEvent) {
+        events::emit(&self.listener, event);
     }
 
     /// The disk queue for a durable topic or channel named `name` (`topic`
@@ -222,6 +233,7 @@ impl Broker {
                 meta_dirty: AtomicBool::new(false),
                 meta_notify: tokio::sync::Notify::new(),
                 clients: Mutex::new(HashMap::new()),
+                listener: events::ListenerSlot::new(),
             }),
         }
     }
@@ -349,7 +361,16 @@ impl Broker {
             disk,
         ));
         topics.insert(name.to_owned(), topic.clone());
+        drop(topics);
+        self.shared
+            .emit(|| BrokerEvent::TopicCreated(name.to_owned()));
         Ok(topic)
+    }
+
+    /// Sets the listener told of every topic and channel created or deleted
+    /// from now on. Only the first call takes effect.
+    pub fn set_event_listener(&self, listener: Arc<dyn EventListener>) {
+        let _ = self.shared.listener.set(listener);
     }
 
     pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -368,7 +389,20 @@ impl Broker {
             topics.remove(name)
         };
         let topic = removed.ok_or(BrokerError::TopicNotFound)?;
+        let channels: Vec<String> = topic
+            .channels()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
         topic.close();
+        for channel in channels {
+            self.shared.emit(|| BrokerEvent::ChannelDeleted {
+                topic: name.to_owned(),
+                channel,
+            });
+        }
+        self.shared
+            .emit(|| BrokerEvent::TopicDeleted(name.to_owned()));
         if !topic.is_ephemeral() {
             self.shared.save_metadata();
         }

@@ -237,6 +237,7 @@ impl Topic {
         ));
         st.channels.insert(name.to_owned(), ch.clone());
         drop(st);
+        self.emit_channel(name, true);
         self.kick_drain();
         Ok(ch)
     }
@@ -265,11 +266,23 @@ impl Topic {
                 .ok_or(BrokerError::ChannelNotFound)?
         };
         ch.close();
+        self.emit_channel(name, false);
         if !ch.is_ephemeral() {
             self.save_metadata();
         }
         self.maybe_release();
         Ok(())
+    }
+
+    /// Tells the broker's event listener a channel came or went.
+    fn emit_channel(&self, channel: &str, created: bool) {
+        if let Some(shared) = self.broker.upgrade() {
+            let (topic, channel) = (self.name.clone(), channel.to_owned());
+            shared.emit(|| match created {
+                true => super::BrokerEvent::ChannelCreated { topic, channel },
+                false => super::BrokerEvent::ChannelDeleted { topic, channel },
+            });
+        }
     }
 
     /// Removes an ephemeral channel whose last consumer left, unless a new
@@ -284,6 +297,7 @@ impl Topic {
         };
         if let Some(ch) = removed {
             ch.close();
+            self.emit_channel(name, false);
             self.maybe_release();
         }
     }

@@ -7,6 +7,7 @@
 mod admin;
 pub mod error;
 mod info;
+pub use info::hostname;
 pub mod metrics;
 mod options;
 mod params;

@@ -40,7 +40,6 @@ const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "fatal"];
 #[derive(Debug, Default)]
 pub struct RuntimeOptions {
     pub log_level: Option<String>,
-    pub nsqlookupd_tcp_addresses: Vec<String>,
 }
 
 /// `GET /config/:opt`.
@@ -62,11 +61,15 @@ pub async fn put_option(
         "nsqlookupd_tcp_addresses" => {
             let addrs: Vec<String> =
                 serde_json::from_slice(&body).map_err(|_| ApiError::InvalidValue)?;
-            tracing::warn!(
-                ?addrs,
-                "nsqlookupd_tcp_addresses stored, but this version does not register with nsqlookupd"
-            );
-            st.runtime().nsqlookupd_tcp_addresses = addrs;
+            let check = Config {
+                nsqlookupd_tcp_addresses: addrs.clone(),
+                ..Config::default()
+            };
+            check
+                .validate("PUT /config")
+                .map_err(|_| ApiError::InvalidValue)?;
+            tracing::info!(?addrs, "nsqlookupd_tcp_addresses changed over HTTP");
+            st.ctx.cluster.set_addresses(addrs);
         }
         "log_level" => {
             let level = std::str::from_utf8(&body)
@@ -103,7 +106,7 @@ fn value(st: &HttpState, opt: &str) -> Option<Value> {
         let rt = st.runtime();
         match opt {
             "nsqlookupd_tcp_addresses" => {
-                return Some(Value::from(rt.nsqlookupd_tcp_addresses.clone()));
+                return Some(Value::from(st.ctx.cluster.addresses()));
             }
             "log_level" if rt.log_level.is_some() => return rt.log_level.clone().map(Value::from),
             _ => {}

@@ -33,6 +33,8 @@ pub struct Context {
     /// The TCP address actually bound (set by `run`; differs from the
     /// configured one when that asked for port 0). `/info` reports it.
     pub tcp_addr: std::sync::OnceLock<SocketAddr>,
+    /// nsqlookupd registration; started by `run` once the ports are known.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Context {
@@ -51,10 +53,17 @@ impl Context {
     }
 
     fn with_broker(config: Config, registry: Registry, broker: Broker) -> Arc<Context> {
+        let shutdown = CancellationToken::new();
+        let cluster = crate::cluster::Cluster::new(
+            broker.clone(),
+            config.nsqlookupd_tcp_addresses.clone(),
+            shutdown.clone(),
+        );
         Arc::new(Context {
             broker,
+            cluster,
             config: Arc::new(config),
-            shutdown: CancellationToken::new(),
+            shutdown,
             stats: Arc::new(ServerStats::default()),
             registry: Arc::new(registry),
             tcp_addr: std::sync::OnceLock::new(),
@@ -83,6 +92,25 @@ pub struct Listeners {
 pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     tracker.spawn(ctx.broker.clone().run_scanner(ctx.shutdown.clone()));
+    let tcp_port = listeners.tcp.local_addr().map(|a| a.port()).unwrap_or(0);
+    let http_port = listeners
+        .http
+        .as_ref()
+        .and_then(|h| h.local_addr().ok())
+        .map_or(0, |a| a.port());
+    ctx.cluster.start(crate::cluster::PeerInfo {
+        broadcast_address: ctx.config.broadcast_address.clone(),
+        hostname: crate::http::hostname(),
+        tcp_port: match ctx.config.broadcast_tcp_port {
+            0 => tcp_port,
+            p => p,
+        },
+        http_port: match ctx.config.broadcast_http_port {
+            0 => http_port,
+            p => p,
+        },
+        version: crate::http::VERSION.to_owned(),
+    });
     if let Some(http) = listeners.http {
         let ctx = ctx.clone();
         tracker.spawn(async move {

@@ -24,6 +24,7 @@ function parseArgs (argv) {
   const args = {
     scenario: argv[0],
     nsqd: null,
+    lookupd: [],
     topic: null,
     channel: 'ch',
     count: 10,
@@ -53,11 +54,18 @@ function parseArgs (argv) {
     '--timeout': ['timeout', Number]
   }
   for (let i = 1; i < argv.length; i += 2) {
+    if (argv[i] === '--lookupd' && i + 1 < argv.length) {
+      args.lookupd.push(argv[i + 1])
+      continue
+    }
     const spec = names[argv[i]]
     if (!spec || i + 1 >= argv.length) throw new Error('bad argument ' + argv[i])
     args[spec[0]] = spec[1](argv[i + 1])
   }
-  if (!args.nsqd || !args.topic) throw new Error('--nsqd and --topic are required')
+  if (!args.topic || !(args.nsqd || args.lookupd.length)) {
+    throw new Error('--topic and --nsqd (or --lookupd) are required')
+  }
+  if (!args.nsqd) return args
   const idx = args.nsqd.lastIndexOf(':')
   args.host = args.nsqd.slice(0, idx)
   args.port = Number(args.nsqd.slice(idx + 1))
@@ -233,6 +241,33 @@ const clientFlags = (clients, ...extra) => clients.map((c) =>
   Object.fromEntries(['deflate', 'snappy', ...extra].map((k) => [k, c[k]])))
 
 const SCENARIOS = {
+  // Consumes --count messages from every producer nsqlookupd (--lookupd,
+  // HTTP, repeatable) lists for the topic; the Reader gets no nsqd address.
+  async lookupd_consume (args) {
+    const bodies = []
+    const r = new nsq.Reader(args.topic, args.channel, {
+      lookupdHTTPAddresses: args.lookupd,
+      lookupdPollInterval: 1,
+      maxInFlight: 10,
+      maxAttempts: 0
+    })
+    r.on('message', (msg) => {
+      bodies.push(msg.body.toString())
+      RESULT.received = bodies
+      msg.finish()
+    })
+    r.on('error', (err) => {
+      RESULT.reader_errors = (RESULT.reader_errors || []).concat(String(err))
+    })
+    r.connect()
+    try {
+      await waitUntil(() => bodies.length >= args.count, args.timeout * 1000, args.count + ' messages')
+      RESULT.producers = Object.keys(r.connectionIds ? r.connectionIds : {}).sort()
+      await sleep(args.settleMs)
+    } finally {
+      r.close()
+    }
+  },
   // PUBs and an MPUB through a compressed Writer, consumed by a compressed
   // Reader; reports both IDENTIFY responses and the server's /stats flags.
   async compress (args) {

@@ -444,7 +444,35 @@ async def scenario_compress(args):
         reader.close()
 
 
+async def scenario_lookupd_consume(args):
+    """Consumes --count messages from every producer that nsqlookupd
+    (--lookupd, HTTP) lists for the topic; no nsqd address is given to the
+    Reader. Reports the bodies and the producers it connected to."""
+    c = Collector()
+
+    def handler(msg):
+        c.record(msg)
+        return True
+
+    reader = nsq.Reader(
+        topic=args.topic,
+        channel=args.channel,
+        message_handler=handler,
+        lookupd_http_addresses=["http://" + a for a in args.lookupd],
+        lookupd_poll_interval=1,
+        max_in_flight=10,
+        max_tries=0,
+    )
+    try:
+        await wait_until(lambda: len(c.bodies) >= args.count, args.timeout, "%d messages" % args.count)
+        RESULT["producers"] = sorted(reader.conns.keys())
+        await asyncio.sleep(args.settle_ms / 1000.0)
+    finally:
+        reader.close()
+
+
 SCENARIOS = {
+    "lookupd_consume": scenario_lookupd_consume,
     "pub": scenario_pub,
     "mpub": scenario_mpub,
     "publish": scenario_publish,
@@ -461,7 +489,8 @@ SCENARIOS = {
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("scenario", choices=sorted(SCENARIOS))
-    p.add_argument("--nsqd", required=True, help="HOST:PORT of the TCP listener")
+    p.add_argument("--nsqd", help="HOST:PORT of the TCP listener")
+    p.add_argument("--lookupd", action="append", default=[], help="HOST:PORT of an nsqlookupd HTTP listener")
     p.add_argument("--topic", required=True)
     p.add_argument("--channel", default="ch")
     p.add_argument("--count", type=int, default=10)

@@ -7,9 +7,8 @@
 //! counters are read from outside the process: `/proc/<pid>/maps`, `/stats`.
 
 use std::io::{Read, Write};
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,120 +17,11 @@ use tokio::task::JoinSet;
 
 use nsq_gateway::plugin::capacity::{MAPS_PER_CONNECTION, fd_reserve};
 
+use crate::common::binary::{BIN, Gateway, repo};
 use crate::common::{parse_msg, pub_cmd, read_frame_skip_heartbeats, temp_data_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The release-or-debug binary on loopback ports, run from the repo root so
-/// the default config's component paths resolve, optionally under `ulimit`.
-struct Gateway {
-    child: Child,
-    tcp: String,
-    http: String,
-}
-
-impl Gateway {
-    fn spawn(config: &Path, ulimit: Option<&str>) -> Gateway {
-        let tcp = format!("127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
-        let data = temp_data_dir();
-        let args = [
-            "--config".to_owned(),
-            config.to_string_lossy().into_owned(),
-            "--tcp-address".to_owned(),
-            tcp.clone(),
-            "--http-address".to_owned(),
-            http.clone(),
-            "--data-path".to_owned(),
-            data.to_string_lossy().into_owned(),
-            "--log-level".to_owned(),
-            "warn".to_owned(),
-        ];
-        let mut cmd = match ulimit {
-            // `ulimit` in a shell that then execs the gateway: the limit
-            // applies to the gateway alone, not to this test process.
-            Some(lim) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("ulimit {lim} && exec \"$0\" \"$@\""))
-                    .arg(BIN)
-                    .args(&args);
-                c
-            }
-            None => {
-                let mut c = Command::new(BIN);
-                c.args(&args);
-                c
-            }
-        };
-        let child = cmd
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        let gw = Gateway { child, tcp, http };
-        gw.wait_ready();
-        gw
-    }
-
-    fn wait_ready(&self) {
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&self.http).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "gateway did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn maps(&self) -> usize {
-        std::fs::read_to_string(format!("/proc/{}/maps", self.child.id()))
-            .expect("read maps")
-            .lines()
-            .count()
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// `/stats?format=json`, parsed.
-    fn stats(&self) -> serde_json::Value {
-        let mut s = std::net::TcpStream::connect(&self.http).expect("http");
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(
-            s,
-            "GET /stats?format=json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let body = resp.split("\r\n\r\n").nth(1).expect("body");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
-    }
-
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        err
-    }
+fn warn_level() -> Vec<String> {
+    vec!["--log-level".to_owned(), "warn".to_owned()]
 }
 
 /// The counters of one plugin in `/stats`.
@@ -255,7 +145,7 @@ async fn ten_thousand_connections_on_the_default_config() {
             ""
         }
     );
-    let mut gw = Gateway::spawn(&repo().join("gateway.yaml"), None);
+    let mut gw = Gateway::spawn(&repo().join("gateway.yaml"), &warn_level(), None);
     let maps_start = gw.maps();
     let v2_conns = open_many(&gw.tcp, "V2", v2).await;
     let maps_v2 = gw.maps();
@@ -274,7 +164,7 @@ async fn ten_thousand_connections_on_the_default_config() {
         line + stomp,
         (maps_all - maps_v2) as f64 / (line + stomp).max(1) as f64
     );
-    assert!(gw.alive(), "the gateway died under load");
+    assert!(gw.proc.alive(), "the gateway died under load");
     assert_eq!(answered(&v2_conns), v2);
     assert_eq!(answered(&line_conns), line);
     assert_eq!(answered(&stomp_conns), stomp);
@@ -294,7 +184,7 @@ async fn ten_thousand_connections_on_the_default_config() {
     }
     // With every connection still open, a new V2 client is served at once.
     v2_round_trip(&gw.tcp).await;
-    assert!(gw.alive());
+    assert!(gw.proc.alive());
     drop((v2_conns, line_conns, stomp_conns));
     let err = gw.stop();
     assert!(!err.contains("panicked"), "{err}");
@@ -328,7 +218,11 @@ async fn past_every_limit_connections_are_refused_and_counted() {
     // together get 144 slots; LINE alone may have 100 of them.
     let nofile: u64 = 400;
     let slots = (nofile - fd_reserve(nofile)) as usize;
-    let mut gw = Gateway::spawn(&limited_config(100), Some(&format!("-n {nofile}")));
+    let mut gw = Gateway::spawn(
+        &limited_config(100),
+        &warn_level(),
+        Some(&format!("-n {nofile}")),
+    );
     let line = open_many(&gw.tcp, "LINE", 130).await;
     let served_line = line.iter().filter(|(_, ok)| *ok).count();
     let stomp = open_many(&gw.tcp, "STOMP", 60).await;
@@ -363,7 +257,7 @@ async fn past_every_limit_connections_are_refused_and_counted() {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(gw.alive(), "the gateway died at EMFILE");
+    assert!(gw.proc.alive(), "the gateway died at EMFILE");
     drop(extra);
     drop(line);
     drop(stomp);
@@ -396,7 +290,7 @@ async fn past_every_limit_connections_are_refused_and_counted() {
     println!("accept errors survived: {accept_errors}");
     assert!(accept_errors > 0, "EMFILE was never hit");
     v2_round_trip(&gw.tcp).await;
-    assert!(gw.alive());
+    assert!(gw.proc.alive());
     let err = gw.stop();
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains("plugin connection refused"), "{err}");

@@ -8,6 +8,7 @@ mod common;
 mod plugin_support;
 
 mod capacity;
+mod cluster;
 mod durability;
 mod http_api;
 mod http_e2e;

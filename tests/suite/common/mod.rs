@@ -3,6 +3,7 @@
 //! `server::run`), shut it down, and speak raw V2 frames.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod clients;
 pub mod scenarios;
 
