@@ -44,7 +44,9 @@ impl Meta {
         )
     }
 
-    /// Parses a file written by `encode`; `None` for anything else.
+    /// Parses a file written by `encode`; `None` for anything else,
+    /// including a segment number no queue can reach (`u64::MAX`: the next
+    /// segment after it would overflow).
     pub fn decode(text: &str) -> Option<Meta> {
         let mut lines = text.lines();
         if lines.next()? != HEADER {
@@ -53,7 +55,7 @@ impl Meta {
         let depth = lines.next()?.parse().ok()?;
         let read = parse_pos(lines.next()?)?;
         let write = parse_pos(lines.next()?)?;
-        if lines.next().is_some() || read > write {
+        if lines.next().is_some() || read > write || write.seg == u64::MAX {
             return None;
         }
         Some(Meta { depth, read, write })
@@ -108,5 +110,15 @@ mod tests {
         assert_eq!(Meta::decode(""), None);
         assert_eq!(Meta::decode("nsq-gateway diskqueue v1\n5\n1,2\n"), None);
         assert_eq!(Meta::decode(&m.encode().replace("3,0", "0,0")), None);
+    }
+
+    /// Found by `fuzz::disk`: a damaged file naming the last possible
+    /// segment made `DiskQueue::open` overflow computing the next one.
+    #[test]
+    fn last_segment_number_is_damage() {
+        let text = "nsq-gateway diskqueue v1\n2\n0,0\n18446744073709551615,28793222\n";
+        assert_eq!(Meta::decode(text), None);
+        let text = "nsq-gateway diskqueue v1\n2\n0,0\n18446744073709551614,0\n";
+        assert!(Meta::decode(text).is_some());
     }
 }
