@@ -10,3 +10,6 @@ pub mod logging;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
+
+#[cfg(test)]
+mod fuzz;
