@@ -9,9 +9,9 @@ pub mod error;
 mod info;
 pub mod metrics;
 mod options;
-mod params;
+pub(crate) mod params;
 mod process;
-mod publish;
+pub(crate) mod publish;
 mod stats;
 mod timefmt;
 
