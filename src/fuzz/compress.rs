@@ -46,7 +46,9 @@ fn sample_seeds(kind: Compression) -> Vec<Vec<u8>> {
 /// Feeds `data` (after a first byte choosing the chunk size) to a fresh
 /// decoder, draining its output like the session does, and checks each call
 /// respects its output bound and that the loop always makes progress.
-fn decode_garbage(kind: Compression, data: &[u8]) -> String {
+/// The outcome is the error (or none) with how far the stream got, in
+/// powers of two, so inputs that decode further are kept.
+fn decode_garbage(kind: Compression, data: &[u8]) -> (String, u32, u32) {
     let (step, data) = match data.split_first() {
         Some((s, rest)) => (usize::from(*s % 64) + 1, rest),
         None => (1, data),
@@ -59,14 +61,23 @@ fn decode_garbage(kind: Compression, data: &[u8]) -> String {
     let mut input = BytesMut::new();
     let mut out = BytesMut::new();
     let mut total = 0usize;
+    let mut fed = 0usize;
+    let reached = |fed: usize, total: usize| {
+        (
+            usize::BITS - fed.leading_zeros(),
+            usize::BITS - total.leading_zeros(),
+        )
+    };
     for chunk in data.chunks(step) {
         input.extend_from_slice(chunk);
+        fed += chunk.len();
         // Drain what this input decodes to; bounded so a decoder that stops
         // making progress is caught rather than looping.
         for _ in 0..10_000 {
             let (in_before, total_before) = (input.len(), total);
             if let Err(e) = d.decompress(&mut input, &mut out, ROOM) {
-                return e.to_string().chars().take(20).collect();
+                let (f, t) = reached(fed - input.len(), total);
+                return (e.to_string(), f, t);
             }
             assert!(
                 out.len() <= ROOM + slack,
@@ -81,7 +92,8 @@ fn decode_garbage(kind: Compression, data: &[u8]) -> String {
             assert!(total <= 64 << 20, "unbounded expansion");
         }
     }
-    format!("ok {}", total.min(4096) / 512)
+    let (f, t) = reached(fed - input.len(), total);
+    ("ok".into(), f, t)
 }
 
 #[test]
