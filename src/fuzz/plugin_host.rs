@@ -240,11 +240,24 @@ fn host_calls(data: &[u8]) -> Vec<u8> {
                     Some(!out.is_empty())
                 }
                 _ => {
+                    // The connection imports: write (bounded by
+                    // `output_buffer`), the timer, the clock, close.
                     let data = body(&mut u)?;
                     let r = st.write(data).expect("write never traps");
                     assert!(st.out.len() <= st.shared.limits.output_buffer);
                     if u.ratio(1, 8)? {
                         st.out.clear();
+                    }
+                    if u.ratio(1, 4)? {
+                        let delay: Option<u32> = u.arbitrary()?;
+                        st.set_timer(delay).expect("set-timer never traps");
+                        assert_eq!(st.timer.is_some(), delay.is_some());
+                        st.now_ms().expect("now-ms never traps");
+                    }
+                    if u.ratio(1, 16)? {
+                        st.close().expect("close never traps");
+                        let after = st.write(b"x".to_vec()).expect("write never traps");
+                        assert!(after.is_err(), "a write after close was taken");
                     }
                     Some(r.is_ok())
                 }
