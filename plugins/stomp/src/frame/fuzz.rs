@@ -200,3 +200,40 @@ fn fuzz_stomp_round_trip() {
         .max_len(2048)
         .run(round_trip);
 }
+
+/// The CONNECT headers a client controls: `heart-beat` and
+/// `accept-version`, parsed and negotiated against any server setting.
+fn connect_headers(data: &[u8]) -> (bool, Option<&'static str>) {
+    use crate::rules::{negotiate_heart_beat, negotiate_version, parse_heart_beat};
+    let text = String::from_utf8_lossy(data);
+    let hb = parse_heart_beat(&text);
+    if let Some((cx, cy)) = hb {
+        assert_eq!(parse_heart_beat(&format!("{cx},{cy}")), Some((cx, cy)));
+        let mut u = Unstructured::new(data);
+        let server: (u64, u64) = u.arbitrary().unwrap_or_default();
+        let (send, expect) = negotiate_heart_beat((cx, cy), server);
+        assert!(send == 0 || (send >= server.0 && send >= cy));
+        assert!(expect == 0 || (expect >= cx && expect >= server.1));
+    }
+    (
+        hb.is_some(),
+        negotiate_version(Some(&text)).map(|v| v.as_str()),
+    )
+}
+
+#[test]
+fn fuzz_stomp_connect_headers() {
+    Fuzzer::new("stomp_connect_headers")
+        .seeds([
+            "10000,10000",
+            "0,0",
+            " 5 , 18446744073709551615",
+            "1.2",
+            "1.0,1.1",
+            "1.1, 1.2",
+        ])
+        .dict([&b","[..], b" ", b"1.2", b"1.1", b"-"])
+        .max_len(128)
+        .max_alloc(4096)
+        .run(connect_headers);
+}
