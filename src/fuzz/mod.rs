@@ -2,15 +2,17 @@
 //! ordinary unit tests with a short budget (see `fuzzkit`): the V2 codec and
 //! its commands, IDENTIFY, the compressed streams, the disk record and
 //! metadata decoders with the deferred store that reads them back, the
-//! config loader, the HTTP query string and `/mpub` bodies, and the plugin
-//! host's checks of guest-supplied names, lengths, ids and handles. The
-//! guests' own parsers (LINE, STOMP, RESP) are fuzzed in their crates under
+//! config loader, the HTTP query string and `/mpub` bodies, the plugin
+//! host's checks of guest-supplied names, lengths, ids and handles, and the
+//! LINE, STOMP and RESP components served by the host over a socket. The
+//! guests' parsers are also fuzzed natively in their crates under
 //! `plugins/`. `FUZZ_SECS=60 cargo test --lib fuzz::` runs longer;
 //! docs/internals.md ("Fuzzing") has the details.
 
 mod compress;
 mod config;
 mod disk;
+mod guests;
 mod http;
 mod plugin_host;
 mod v2;
