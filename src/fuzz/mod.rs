@@ -1,8 +1,8 @@
 //! Fuzz targets for every parser a client or a plugin can reach, run as
 //! ordinary unit tests with a short budget (see `fuzzkit`): the V2 codec and
-//! its commands, IDENTIFY, the compressed streams, the disk record and
-//! metadata decoders with the deferred store that reads them back, the
-//! config loader, the HTTP query string and `/mpub` bodies, the plugin
+//! its commands, whole V2 sessions over a socket, IDENTIFY, the compressed
+//! streams, the disk record and metadata decoders with the deferred store
+//! that reads them back, the config loader, the HTTP query string and `/mpub` bodies, the plugin
 //! host's checks of guest-supplied names, lengths, ids and handles, and the
 //! LINE, STOMP and RESP components served by the host over a socket. The
 //! guests' parsers are also fuzzed natively in their crates under
@@ -16,6 +16,7 @@ mod guests;
 mod http;
 mod plugin_host;
 mod v2;
+mod v2_session;
 
 /// Every allocation of the unit-test binary goes through the system
 /// allocator via this wrapper, which notes the largest single request made
