@@ -989,9 +989,9 @@ fn list_segments(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, u64)>> {
             .and_then(|n| n.strip_suffix(".dat"))
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse::<u64>().ok())
-            // Not ours: the queue never gets there, and the next segment
-            // number after it would overflow.
-            .filter(|&n| n < u64::MAX)
+            // Not ours: no queue gets there, and numbering on from it could
+            // overflow.
+            .filter(|&n| n <= meta::MAX_SEGMENT)
         else {
             continue;
         };

@@ -13,7 +13,7 @@ use fuzzkit::Fuzzer;
 use fuzzkit::arbitrary::Unstructured;
 
 use crate::broker::deferred_store;
-use crate::broker::diskqueue::meta::{Meta, Pos};
+use crate::broker::diskqueue::meta::{MAX_SEGMENT, Meta, Pos};
 use crate::broker::diskqueue::record::{self, Corruption, Decoded, HEADER_LEN};
 use crate::broker::diskqueue::{DiskQueueOptions, SyncPolicy, encode_name};
 use crate::broker::{Message, MessageId};
@@ -137,9 +137,9 @@ fn meta_decode(data: &[u8]) -> bool {
         assert_eq!(Meta::decode(&m.encode()), Some(m));
     }
     let mut u = Unstructured::new(data);
-    // Any position a queue can reach: segment numbers stop short of the last.
+    // Any position a queue can reach: segment numbers up to `MAX_SEGMENT`.
     let pos = |u: &mut Unstructured<'_>| Pos {
-        seg: u.arbitrary::<u64>().unwrap_or_default().min(u64::MAX - 1),
+        seg: u.arbitrary::<u64>().unwrap_or_default() % (MAX_SEGMENT + 1),
         off: u.arbitrary().unwrap_or_default(),
     };
     let (a, b) = (pos(&mut u), pos(&mut u));
@@ -325,5 +325,24 @@ mod regressions {
         let name = format!("{}18446744073709551615.dat", prefix());
         std::fs::write(dir.0.join(name), b"junk").expect("write a segment");
         assert!(deferred_store::take(&dir.0, QUEUE, &opts()).is_empty());
+    }
+
+    /// Metadata one short of the last number opened fine but overflowed at
+    /// the next roll; numbers past `MAX_SEGMENT` are now damage, so a queue
+    /// opened on them starts afresh and rolls as usual.
+    #[test]
+    fn meta_near_the_last_segment_number_then_rolls() {
+        use crate::broker::diskqueue::DiskQueue;
+        for seg in [u64::MAX - 1, MAX_SEGMENT + 1] {
+            let dir = TempDir::new("regress");
+            let meta = format!("nsq-gateway diskqueue v1\n0\n{seg},0\n{seg},0\n");
+            std::fs::write(dir.0.join("q.diskqueue.meta.dat"), meta).expect("write meta");
+            let mut q = DiskQueue::open(&dir.0, "q", opts()).expect("open");
+            for i in 0..100 {
+                q.put_batch(&[msg(i, &[b'x'; 100])])
+                    .expect("put across segments");
+            }
+            assert_eq!(q.depth(), 100);
+        }
     }
 }
