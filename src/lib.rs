@@ -11,3 +11,6 @@ pub mod logging;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
+
+#[cfg(test)]
+mod fuzz;

@@ -26,8 +26,8 @@
 //! torn tail left by a crash is just a truncated record at the end of a
 //! finished segment, which the reader logs and steps over.
 
-mod meta;
-mod record;
+pub(crate) mod meta;
+pub(crate) mod record;
 mod syncer;
 #[cfg(test)]
 mod tests;
@@ -989,6 +989,9 @@ fn list_segments(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, u64)>> {
             .and_then(|n| n.strip_suffix(".dat"))
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|n| n.parse::<u64>().ok())
+            // Not ours: no queue gets there, and numbering on from it could
+            // overflow.
+            .filter(|&n| n <= meta::MAX_SEGMENT)
         else {
             continue;
         };

@@ -7,7 +7,7 @@
 mod channel;
 mod client;
 mod consumer;
-mod deferred_store;
+pub(crate) mod deferred_store;
 pub mod diskqueue;
 mod error;
 pub mod events;

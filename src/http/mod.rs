@@ -10,9 +10,9 @@ mod info;
 pub use info::hostname;
 pub mod metrics;
 mod options;
-mod params;
+pub(crate) mod params;
 mod process;
-mod publish;
+pub(crate) mod publish;
 mod stats;
 mod timefmt;
 

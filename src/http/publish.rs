@@ -86,7 +86,7 @@ pub fn topic_from_query(st: &HttpState, query: &Query) -> Result<Arc<Topic>, Api
 }
 
 /// `defer` in milliseconds, between 0 and `max_req_timeout`.
-fn parse_defer(ms: &str, max: Duration) -> Result<Duration, ApiError> {
+pub(crate) fn parse_defer(ms: &str, max: Duration) -> Result<Duration, ApiError> {
     let ms: i64 = ms.parse().map_err(|_| ApiError::InvalidDefer)?;
     let ms = u64::try_from(ms).map_err(|_| ApiError::InvalidDefer)?;
     let d = Duration::from_millis(ms);
@@ -98,7 +98,10 @@ fn parse_defer(ms: &str, max: Duration) -> Result<Duration, ApiError> {
 
 /// Newline-separated messages. Empty lines are skipped, as nsqd does; a
 /// line longer than `max_msg` is `MSG_TOO_BIG`.
-fn split_lines(body: &bytes::Bytes, max_msg: u64) -> Result<Vec<bytes::Bytes>, ApiError> {
+pub(crate) fn split_lines(
+    body: &bytes::Bytes,
+    max_msg: u64,
+) -> Result<Vec<bytes::Bytes>, ApiError> {
     let mut out = Vec::new();
     let mut start = 0;
     for line in body.split(|&b| b == b'\n') {
@@ -116,7 +119,7 @@ fn split_lines(body: &bytes::Bytes, max_msg: u64) -> Result<Vec<bytes::Bytes>, A
 
 /// nsqd's binary MPUB body: `[u32 count]` then `count` times `[u32 size][body]`,
 /// big-endian, read as signed 32-bit like nsqd's `readMPUB`.
-fn parse_binary(
+pub(crate) fn parse_binary(
     body: &bytes::Bytes,
     max_msg: u64,
     max_body: u64,

@@ -6,13 +6,13 @@
 //! A trap or a limit hit ends only that connection; it is logged with the
 //! plugin and peer and counted in `PluginStats`.
 
-mod acl;
-mod bindings;
+pub(crate) mod acl;
+pub(crate) mod bindings;
 mod broker;
 pub mod capacity;
 mod config;
 mod connection;
-mod state;
+pub(crate) mod state;
 mod types;
 mod wasi_io;
 

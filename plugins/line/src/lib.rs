@@ -649,6 +649,9 @@ fn describe(e: &BrokerError) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -13,3 +13,6 @@ pub mod settings;
 
 #[cfg(target_arch = "wasm32")]
 mod guest;
+
+#[cfg(test)]
+mod fuzz;

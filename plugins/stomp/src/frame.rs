@@ -506,6 +506,9 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -15,6 +15,11 @@ use std::path::Path;
 
 const HEADER: &str = "nsq-gateway diskqueue v1";
 
+/// Highest segment number taken from a file: far beyond what any queue
+/// reaches (2^62 segments), so numbering never overflows after it however
+/// many segments are rolled. A larger one is damage.
+pub const MAX_SEGMENT: u64 = 1 << 62;
+
 /// A position in the queue: a segment number and a byte offset inside it.
 /// Ordered by segment, then offset, which is queue order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -44,7 +49,9 @@ impl Meta {
         )
     }
 
-    /// Parses a file written by `encode`; `None` for anything else.
+    /// Parses a file written by `encode`; `None` for anything else,
+    /// including a segment number past `MAX_SEGMENT`, which no queue
+    /// reaches (numbering on from it could overflow).
     pub fn decode(text: &str) -> Option<Meta> {
         let mut lines = text.lines();
         if lines.next()? != HEADER {
@@ -53,7 +60,7 @@ impl Meta {
         let depth = lines.next()?.parse().ok()?;
         let read = parse_pos(lines.next()?)?;
         let write = parse_pos(lines.next()?)?;
-        if lines.next().is_some() || read > write {
+        if lines.next().is_some() || read > write || write.seg > MAX_SEGMENT {
             return None;
         }
         Some(Meta { depth, read, write })
@@ -108,5 +115,17 @@ mod tests {
         assert_eq!(Meta::decode(""), None);
         assert_eq!(Meta::decode("nsq-gateway diskqueue v1\n5\n1,2\n"), None);
         assert_eq!(Meta::decode(&m.encode().replace("3,0", "0,0")), None);
+    }
+
+    /// Found by `fuzz::disk`: a damaged file naming the last possible
+    /// segment made `DiskQueue::open` overflow computing the next one.
+    #[test]
+    fn unreachable_segment_numbers_are_damage() {
+        let text = "nsq-gateway diskqueue v1\n2\n0,0\n18446744073709551615,28793222\n";
+        assert_eq!(Meta::decode(text), None);
+        let text = format!("nsq-gateway diskqueue v1\n2\n0,0\n{},0\n", MAX_SEGMENT + 1);
+        assert_eq!(Meta::decode(&text), None);
+        let text = format!("nsq-gateway diskqueue v1\n2\n0,0\n{MAX_SEGMENT},0\n");
+        assert!(Meta::decode(&text).is_some());
     }
 }
