@@ -286,6 +286,17 @@ mod tests {
     }
 
     #[test]
+    fn the_default_plugins_fit_the_default_map_limit_with_any_descriptor_limit() {
+        let limits = HostLimits {
+            nofile: 1 << 20,
+            ..linux_default()
+        };
+        let c = plan(30_000, 18 << 20, &limits).expect("fits");
+        assert_eq!((c.slots, c.bound_by), (30_000, None));
+        assert!(c.maps_planned <= 65530, "{c}");
+    }
+
+    #[test]
     fn too_many_mappings_are_refused_with_the_fix() {
         let limits = HostLimits {
             nofile: 1 << 20,
