@@ -7,6 +7,7 @@
 #   bash benches/v2.sh [runfor]        # default 4s
 #   NSQD=/path/to/nsqd bash benches/v2.sh   # the same runs against a real nsqd
 #   MEM_QUEUE_SIZE=0 SYNC_MODE=always bash benches/v2.sh   # through the disk path
+#   GATEWAY_ARGS="--lookupd-tcp-address 127.0.0.1:4160" bash benches/v2.sh   # extra gateway flags
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNFOR=${1:-4s}
@@ -28,7 +29,7 @@ start_server() {
         echo '{}' > "$DATA/empty.yaml"
         target/release/nsq-gateway --config "$DATA/empty.yaml" --tcp-address 127.0.0.1:$PORT \
             --http-address 127.0.0.1:$HTTP --mem-queue-size=$MEMQ --sync-mode "$SYNC_MODE" \
-            --data-path "$DATA" --log-level warn &
+            --data-path "$DATA" --log-level warn ${GATEWAY_ARGS:-} &
     fi
     SERVER=$!
     for _ in $(seq 100); do curl -sf "127.0.0.1:$HTTP/ping" >/dev/null && break; sleep 0.1; done
