@@ -1,7 +1,8 @@
 //! One subscriber of a channel, owned by its connection task. It holds that
 //! client's RDY count and its in-flight messages with their deadlines, so
-//! FIN/REQ/TOUCH touch only connection-local state. Dropping it puts every
-//! message still in flight back on the channel.
+//! FIN/REQ/TOUCH touch only connection-local state (a FIN of a message read
+//! from disk also acks its disk ticket). Dropping it puts every message
+//! still in flight back on the channel, tickets included.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,8 +16,10 @@ use tokio::time::Instant;
 use super::BrokerOptions;
 use super::channel::Channel;
 use super::client::ClientInfo;
+use super::diskqueue::Ticket;
 use super::error::BrokerError;
 use super::message::{Message, MessageId};
+use super::spill::Queued;
 
 /// A cheap hasher for message ids. Ids are hex renderings of a counter, so
 /// their fast-changing digits are the last bytes: they are read big-endian
@@ -44,8 +47,20 @@ impl Hasher for IdHasher {
 
 struct InFlight {
     msg: Message,
+    /// The channel's disk ticket if the message was read from disk: acked by
+    /// FIN, kept through requeues, so a crash before the FIN redelivers it.
+    ticket: Option<Ticket>,
     delivered: Instant,
     deadline: Instant,
+}
+
+impl InFlight {
+    fn into_queued(self) -> Queued {
+        Queued {
+            msg: self.msg,
+            ticket: self.ticket,
+        }
+    }
 }
 
 /// A consumer of one channel.
@@ -60,6 +75,8 @@ pub struct Consumer {
     /// No in-flight deadline is earlier than this; the in-flight map is only
     /// scanned when it passes, so timeouts cost nothing per message.
     next_scan: Option<Instant>,
+    /// Scratch for the tickets of `take_messages`, reused across calls.
+    tickets: Vec<Option<Ticket>>,
 }
 
 impl Consumer {
@@ -76,6 +93,7 @@ impl Consumer {
             msg_timeout: opts.msg_timeout,
             max_msg_timeout: opts.max_msg_timeout,
             next_scan: None,
+            tickets: Vec::new(),
         }
     }
 
@@ -142,22 +160,34 @@ impl Consumer {
             return 0;
         }
         let start = out.len();
-        let taken = self.channel.pop_batch(want, max_bytes, out);
+        self.tickets.clear();
+        let taken = self
+            .channel
+            .pop_batch(want, max_bytes, out, &mut self.tickets);
         if taken == 0 {
             return 0;
         }
         let now = Instant::now();
         let deadline = now + self.msg_timeout;
-        for msg in &mut out[start..] {
+        for (msg, ticket) in out[start..].iter_mut().zip(self.tickets.drain(..)) {
             msg.attempts = msg.attempts.saturating_add(1);
-            self.in_flight.insert(
+            let old = self.in_flight.insert(
                 msg.id,
                 InFlight {
                     msg: msg.clone(),
+                    ticket,
                     delivered: now,
                     deadline,
                 },
             );
+            // The same id twice (a duplicate read after a crash, still in
+            // flight): the older copy is done once this one is.
+            if let Some(old) = old
+                && let Some(t) = old.ticket
+            {
+                self.channel.sub_in_flight(1);
+                self.channel.ack(t);
+            }
         }
         self.next_scan = Some(self.next_scan.map_or(deadline, |s| s.min(deadline)));
         self.channel.add_in_flight(taken as u64);
@@ -170,9 +200,13 @@ impl Consumer {
 
     /// Acknowledges a message (FIN).
     pub fn finish(&mut self, id: &MessageId) -> Result<(), BrokerError> {
-        self.in_flight
+        let entry = self
+            .in_flight
             .remove(id)
             .ok_or(BrokerError::MessageNotInFlight)?;
+        if let Some(t) = entry.ticket {
+            self.channel.ack(t);
+        }
         self.channel.sub_in_flight(1);
         self.client.finish_count.fetch_add(1, Ordering::Relaxed);
         self.sync_in_flight_count();
@@ -190,10 +224,10 @@ impl Consumer {
         self.client.requeue_count.fetch_add(1, Ordering::Relaxed);
         self.sync_in_flight_count();
         if delay.is_zero() {
-            self.channel.requeue_now([entry.msg]);
+            self.channel.requeue_now([entry.into_queued()]);
         } else {
             self.channel
-                .requeue_deferred(entry.msg, Instant::now() + delay);
+                .requeue_deferred(entry.into_queued(), Instant::now() + delay);
         }
         Ok(())
     }
@@ -233,7 +267,7 @@ impl Consumer {
         let mut msgs = Vec::with_capacity(expired.len());
         for id in &expired {
             if let Some(e) = self.in_flight.remove(id) {
-                msgs.push(e.msg);
+                msgs.push(e.into_queued());
             }
         }
         self.next_scan = self.in_flight.values().map(|e| e.deadline).min();
@@ -258,7 +292,11 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         let n = self.in_flight.len() as u64;
         if n > 0 {
-            let msgs: Vec<Message> = self.in_flight.drain().map(|(_, e)| e.msg).collect();
+            let msgs: Vec<Queued> = self
+                .in_flight
+                .drain()
+                .map(|(_, e)| e.into_queued())
+                .collect();
             self.channel.sub_in_flight(n);
             self.channel.requeue_now(msgs);
         }
