@@ -7,6 +7,7 @@
 mod common;
 mod plugin_support;
 
+mod crash_loop;
 mod durability;
 mod http_api;
 mod http_e2e;
