@@ -362,10 +362,16 @@ impl Channel {
         self.timers.schedule(due, Arc::downgrade(self));
     }
 
-    /// Acknowledges a message read from this channel's disk queue (FIN):
-    /// a restart after a crash no longer delivers it.
-    pub(crate) fn ack(&self, ticket: Ticket) {
-        lock(&self.state).ready.ack(ticket);
+    /// Acknowledges messages read from this channel's disk queue (FINed):
+    /// a restart after a crash no longer delivers them. Empties `tickets`.
+    pub(crate) fn ack_all(&self, tickets: &mut Vec<Ticket>) {
+        if tickets.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.state);
+        for t in tickets.drain(..) {
+            st.ready.ack(t);
+        }
     }
 
     pub(crate) fn count_requeue(&self) {
@@ -430,17 +436,22 @@ impl Channel {
 
     /// Pops up to `max_count` messages, stopping once `max_bytes` of bodies
     /// are taken (at least one is always taken), with each one's disk ticket
-    /// pushed to `tickets`. Passes the wake-up on if messages remain, so
-    /// another waiting consumer gets them.
+    /// pushed to `tickets`; first acks (and empties) `acks`, the consumer's
+    /// finished tickets, under the same lock. Passes the wake-up on if
+    /// messages remain, so another waiting consumer gets them.
     pub(crate) fn pop_batch(
         &self,
         max_count: usize,
         max_bytes: usize,
         out: &mut Vec<Message>,
         tickets: &mut Vec<Option<Ticket>>,
+        acks: &mut Vec<Ticket>,
     ) -> usize {
         let (taken, more) = {
             let mut st = lock(&self.state);
+            for t in acks.drain(..) {
+                st.ready.ack(t);
+            }
             let mut taken = 0;
             let mut bytes = 0;
             while taken < max_count && (taken == 0 || bytes < max_bytes) {

@@ -1,8 +1,10 @@
 //! One subscriber of a channel, owned by its connection task. It holds that
 //! client's RDY count and its in-flight messages with their deadlines, so
-//! FIN/REQ/TOUCH touch only connection-local state (a FIN of a message read
-//! from disk also acks its disk ticket). Dropping it puts every message
-//! still in flight back on the channel, tickets included.
+//! FIN/REQ/TOUCH touch only connection-local state: the disk tickets of
+//! finished messages are collected and acked under the channel lock the next
+//! take holds anyway (or when `ACK_BATCH` are pending, at RDY, or on drop). Dropping
+//! it puts every message still in flight back on the channel, tickets
+//! included.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -45,6 +47,10 @@ impl Hasher for IdHasher {
     }
 }
 
+/// Finished tickets held before one channel lock acks them all. Until then
+/// a crash redelivers them (at least once), never loses them.
+const ACK_BATCH: usize = 256;
+
 struct InFlight {
     msg: Message,
     /// The channel's disk ticket if the message was read from disk: acked by
@@ -77,6 +83,9 @@ pub struct Consumer {
     next_scan: Option<Instant>,
     /// Scratch for the tickets of `take_messages`, reused across calls.
     tickets: Vec<Option<Ticket>>,
+    /// Disk tickets of finished messages not yet acked on the channel (at
+    /// most `ACK_BATCH`), so a FIN takes no lock.
+    acks: Vec<Ticket>,
 }
 
 impl Consumer {
@@ -94,6 +103,7 @@ impl Consumer {
             max_msg_timeout: opts.max_msg_timeout,
             next_scan: None,
             tickets: Vec::new(),
+            acks: Vec::new(),
         }
     }
 
@@ -106,7 +116,10 @@ impl Consumer {
     }
 
     /// Sets how many messages may be in flight at once (RDY).
+    /// Also acks the pending finished tickets: RDY changes are rare, and
+    /// CLS (RDY 0) then leaves nothing pending while the session winds down.
     pub fn set_ready(&mut self, count: u64) {
+        self.channel.ack_all(&mut self.acks);
         self.ready = count;
         self.client.ready_count.store(count, Ordering::Relaxed);
     }
@@ -163,7 +176,7 @@ impl Consumer {
         self.tickets.clear();
         let taken = self
             .channel
-            .pop_batch(want, max_bytes, out, &mut self.tickets);
+            .pop_batch(want, max_bytes, out, &mut self.tickets, &mut self.acks);
         if taken == 0 {
             return 0;
         }
@@ -182,11 +195,9 @@ impl Consumer {
             );
             // The same id twice (a duplicate read after a crash, still in
             // flight): the older copy is done once this one is.
-            if let Some(old) = old
-                && let Some(t) = old.ticket
-            {
+            if let Some(old) = old {
                 self.channel.sub_in_flight(1);
-                self.channel.ack(t);
+                self.acks.extend(old.ticket);
             }
         }
         self.next_scan = Some(self.next_scan.map_or(deadline, |s| s.min(deadline)));
@@ -205,7 +216,10 @@ impl Consumer {
             .remove(id)
             .ok_or(BrokerError::MessageNotInFlight)?;
         if let Some(t) = entry.ticket {
-            self.channel.ack(t);
+            self.acks.push(t);
+            if self.acks.len() >= ACK_BATCH {
+                self.channel.ack_all(&mut self.acks);
+            }
         }
         self.channel.sub_in_flight(1);
         self.client.finish_count.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +304,7 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        self.channel.ack_all(&mut self.acks);
         let n = self.in_flight.len() as u64;
         if n > 0 {
             let msgs: Vec<Queued> = self
