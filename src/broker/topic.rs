@@ -258,9 +258,11 @@ impl Topic {
             disk,
             log,
         ));
+        // Before anyone can publish to it: a new deferred record must not
+        // be read back in place of an old one.
+        ch.restore_deferred_log();
         st.channels.insert(name.to_owned(), ch.clone());
         drop(st);
-        ch.restore_deferred_log();
         self.kick_drain();
         Ok(ch)
     }
