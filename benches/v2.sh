@@ -8,6 +8,8 @@
 #   NSQD=/path/to/nsqd bash benches/v2.sh   # the same runs against a real nsqd
 #   MEM_QUEUE_SIZE=0 SYNC_MODE=always bash benches/v2.sh   # through the disk path
 #   GATEWAY_ARGS="--lookupd-tcp-address 127.0.0.1:4160" bash benches/v2.sh   # extra gateway flags
+#   BATCH_SIZE=1 bash benches/v2.sh   # single PUBs instead of MPUBs of 200
+#   GATEWAY=/path/to/nsq-gateway bash benches/v2.sh   # another build (e.g. a baseline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNFOR=${1:-4s}
@@ -15,6 +17,7 @@ PORT=${PORT:-14150}
 HTTP=$((PORT + 1))
 MEMQ=${MEM_QUEUE_SIZE:-1000000}
 SYNC_MODE=${SYNC_MODE:-batch}
+BATCH=${BATCH_SIZE:-200}
 DATA=$(mktemp -d)
 stop_server() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
 trap 'stop_server; rm -rf "$DATA"' EXIT
@@ -27,7 +30,7 @@ start_server() {
             --mem-queue-size=$MEMQ --data-path "$DATA" --log-level warn &
     else
         echo '{}' > "$DATA/empty.yaml"
-        target/release/nsq-gateway --config "$DATA/empty.yaml" --tcp-address 127.0.0.1:$PORT \
+        "${GATEWAY:-target/release/nsq-gateway}" --config "$DATA/empty.yaml" --tcp-address 127.0.0.1:$PORT \
             --http-address 127.0.0.1:$HTTP --mem-queue-size=$MEMQ --sync-mode "$SYNC_MODE" \
             --data-path "$DATA" --log-level warn ${GATEWAY_ARGS:-} &
     fi
@@ -49,10 +52,10 @@ run() {
     echo "$label: server CPU $(echo "scale=2; ($after - $before) / $hz" | bc)s for $msgs messages = $(echo "scale=3; ($after - $before) * 1000000 / $hz / $msgs" | bc) us/msg"
 }
 start_server
-run "publish" writer --topic bench --size 200 --batch-size 200
+run "publish" writer --topic bench --size 200 --batch-size $BATCH
 # More backlog than a reader can take in one run, so consume is not capped by it.
-"$BENCH" writer --nsqd-tcp-address 127.0.0.1:$PORT --runfor "$RUNFOR" --topic bench --size 200 --batch-size 200 >/dev/null
+"$BENCH" writer --nsqd-tcp-address 127.0.0.1:$PORT --runfor "$RUNFOR" --topic bench --size 200 --batch-size $BATCH >/dev/null
 run "consume" reader --topic bench --channel ch --size 200 --rdy 2500
 stop_server
 start_server
-run "both" both --topic both --channel ch --size 200 --batch-size 200 --rdy 2500
+run "both" both --topic both --channel ch --size 200 --batch-size $BATCH --rdy 2500

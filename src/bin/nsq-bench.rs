@@ -66,7 +66,7 @@ struct CommonArgs {
 struct WriterArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Messages per MPUB.
+    /// Messages per MPUB; 1 sends single PUBs.
     #[arg(long, default_value_t = 200)]
     batch_size: usize,
     /// Publishing connections (default: number of CPUs, like bench_writer's GOMAXPROCS).
@@ -440,7 +440,8 @@ fn identify_json(common: &CommonArgs, role: &str) -> Option<String> {
 
 struct Writer {
     conn: Conn,
-    /// The complete MPUB frame, encoded once and shared by every connection.
+    /// The complete MPUB frame (a PUB for a batch size of 1), encoded once
+    /// and shared by every connection.
     mpub: Bytes,
     batch_size: u64,
 }
@@ -456,11 +457,15 @@ async fn connect_writers(
     }
     let body = vec![b'a'; common.size];
     let mut frame = BytesMut::new();
-    wire::put_mpub(
-        &mut frame,
-        &common.topic,
-        std::iter::repeat_n(body.as_slice(), batch_size),
-    );
+    if batch_size == 1 {
+        wire::put_pub(&mut frame, &common.topic, &body);
+    } else {
+        wire::put_mpub(
+            &mut frame,
+            &common.topic,
+            std::iter::repeat_n(body.as_slice(), batch_size),
+        );
+    }
     let mpub = frame.freeze();
     let identify = identify_json(common, "writer");
     let mut out = Vec::with_capacity(workers);
@@ -487,7 +492,7 @@ impl Writer {
     async fn pump(&mut self, end: Instant, count: &mut u64) -> Result<()> {
         loop {
             self.conn.stream.write_all(&self.mpub).await?;
-            self.conn.expect_ok("MPUB").await?;
+            self.conn.expect_ok("PUB/MPUB").await?;
             *count += self.batch_size;
             if Instant::now() >= end {
                 return Ok(());
@@ -694,6 +699,13 @@ mod wire {
 
     pub fn put_nop(out: &mut BytesMut) {
         out.extend_from_slice(b"NOP\n");
+    }
+
+    /// `PUB <topic>\n[u32 size][bytes]`.
+    pub fn put_pub(out: &mut BytesMut, topic: &str, body: &[u8]) {
+        put_line(out, &[b"PUB", topic.as_bytes()]);
+        out.put_u32(body.len() as u32);
+        out.extend_from_slice(body);
     }
 
     /// `MPUB <topic>\n[u32 body size][u32 count]([u32 len][bytes])*`.

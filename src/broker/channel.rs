@@ -1,10 +1,11 @@
 //! A channel: one copy of every message of its topic, shared out among its
-//! consumers. It holds the ready queue (memory, then its disk queue once the
-//! memory part is full) and the deferred heap; in-flight messages live in
-//! each `Consumer`, so FIN/REQ/TOUCH never lock the channel.
+//! consumers. It holds the ready queue (a [`SpillQueue`]: memory, then its
+//! disk queue once the memory part is full) and the deferred heap;
+//! in-flight messages live in each `Consumer`, so FIN/REQ/TOUCH lock the
+//! channel only to acknowledge a message that was read from disk.
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -15,18 +16,22 @@ use tokio::time::Instant;
 use super::BrokerOptions;
 use super::client::{ClientInfo, ClientStats};
 use super::consumer::Consumer;
-use super::deferred_store;
-use super::diskqueue::DiskQueue;
+use super::deferred_store::{self, DeferredLog};
+use super::diskqueue::{DiskQueue, Ticket};
 use super::error::BrokerError;
 use super::health::Health;
 use super::message::{Message, now_nanos};
+use super::spill::{Queued, SpillQueue};
 use super::timers::{Timers, lock};
 use super::topic::Topic;
 
 pub(crate) struct Deferred {
     due: Instant,
     seq: u64,
-    msg: Message,
+    item: Queued,
+    /// Its record in the channel's `DeferredLog`, acked once it is due and
+    /// written to the ready queue.
+    log_ticket: Option<Ticket>,
 }
 
 impl PartialEq for Deferred {
@@ -46,14 +51,14 @@ impl Ord for Deferred {
     }
 }
 
-#[derive(Default)]
 struct ChannelState {
-    /// The memory part of the ready queue, up to `mem_queue_size`.
-    queue: VecDeque<Message>,
-    /// The rest of the ready queue for a durable channel. While it holds
-    /// anything, new messages go here too, so the queue stays FIFO.
-    disk: Option<DiskQueue>,
+    /// The ready queue: memory up to `mem_queue_size`, then disk for a
+    /// durable channel.
+    ready: SpillQueue,
     deferred: BinaryHeap<Reverse<Deferred>>,
+    /// The deferred messages on disk while running (a durable channel with
+    /// `mem_queue_size: 0`), so a crash does not lose them.
+    log: Option<DeferredLog>,
     clients: Vec<Arc<ClientInfo>>,
     seq: u64,
 }
@@ -92,7 +97,9 @@ impl Channel {
         timers: Arc<Timers>,
         health: Arc<Health>,
         disk: Option<DiskQueue>,
+        log: Option<DeferredLog>,
     ) -> Self {
+        let ready = SpillQueue::new(opts.mem_queue_size, disk);
         Channel {
             name: name.to_owned(),
             topic_name: topic.name().to_owned(),
@@ -102,8 +109,11 @@ impl Channel {
             timers,
             health,
             state: Mutex::new(ChannelState {
-                disk,
-                ..ChannelState::default()
+                ready,
+                deferred: BinaryHeap::new(),
+                log,
+                clients: Vec::new(),
+                seq: 0,
             }),
             notify: Notify::new(),
             paused: AtomicBool::new(false),
@@ -182,34 +192,34 @@ impl Channel {
     /// flight stay with their consumers, who may still FIN them.
     pub fn empty(&self) {
         let mut st = lock(&self.state);
-        st.queue.clear();
         st.deferred.clear();
-        if let Some(d) = st.disk.as_mut()
-            && let Err(e) = d.empty()
-        {
+        let emptied = match st.log.as_mut() {
+            Some(log) => log.empty(),
+            None => Ok(()),
+        };
+        if let Err(e) = emptied.and_then(|()| st.ready.empty()) {
             tracing::warn!(channel = %self.name, error = %e, "cannot empty disk queue");
         }
     }
 
     /// Messages ready for delivery, in memory and on disk.
     pub fn depth(&self) -> usize {
-        let st = lock(&self.state);
-        st.queue.len() + st.disk.as_ref().map_or(0, |d| d.depth() as usize)
+        lock(&self.state).ready.depth() as usize
     }
 
     pub fn stats(&self) -> ChannelStats {
-        let (mem, backend, deferred_count, clients) = {
+        let (depth, backend, deferred_count, clients) = {
             let st = lock(&self.state);
             (
-                st.queue.len() as u64,
-                st.disk.as_ref().map_or(0, DiskQueue::depth),
+                st.ready.depth(),
+                st.ready.backend_depth(),
                 st.deferred.len(),
                 st.clients.clone(),
             )
         };
         ChannelStats {
             channel_name: self.name.clone(),
-            depth: mem + backend,
+            depth,
             backend_depth: backend,
             in_flight_count: self.in_flight.load(Ordering::Relaxed),
             deferred_count: deferred_count as u64,
@@ -229,7 +239,7 @@ impl Channel {
         if deferred {
             st.deferred.len() + n <= self.opts.max_deferred()
         } else {
-            st.disk.is_some() || st.queue.len() + n <= self.opts.mem_queue_size
+            st.ready.has_room(n)
         }
     }
 
@@ -250,13 +260,33 @@ impl Channel {
             Some(due) if due > Instant::now() => {
                 {
                     let mut st = lock(&self.state);
+                    let st = &mut *st;
+                    let mut tickets = Vec::new();
+                    if let Some(log) = st.log.as_mut() {
+                        let at = wall_clock(due);
+                        let items: Vec<(i64, &Message)> = msgs.iter().map(|m| (at, m)).collect();
+                        match log.record(&items) {
+                            Ok(t) => tickets = t,
+                            Err(e) => {
+                                self.health.set_error(format!(
+                                    "channel {}:{} deferred: {e}",
+                                    self.topic_name, self.name
+                                ));
+                                return Err(BrokerError::Disk(e.to_string()));
+                            }
+                        }
+                    }
+                    let mut tickets = tickets.into_iter();
                     for msg in msgs {
                         st.seq += 1;
-                        let seq = st.seq;
                         st.deferred.push(Reverse(Deferred {
                             due,
-                            seq,
-                            msg: msg.clone(),
+                            seq: st.seq,
+                            item: Queued {
+                                msg: msg.clone(),
+                                ticket: None,
+                            },
+                            log_ticket: tickets.next(),
                         }));
                     }
                 }
@@ -264,30 +294,17 @@ impl Channel {
             }
             _ => {
                 let mut st = lock(&self.state);
-                let in_memory = match &st.disk {
-                    None => n,
-                    Some(d) if d.depth() > 0 => 0,
-                    Some(_) => self
-                        .opts
-                        .mem_queue_size
-                        .saturating_sub(st.queue.len())
-                        .min(n),
-                };
-                st.queue.extend(msgs[..in_memory].iter().cloned());
-                if in_memory < n
-                    && let Some(d) = st.disk.as_mut()
-                {
-                    if let Err(e) = d.put_batch(&msgs[in_memory..]) {
-                        let keep = st.queue.len() - in_memory;
-                        st.queue.truncate(keep);
-                        drop(st);
+                let spilled = st.ready.put_batch(msgs);
+                drop(st);
+                match spilled {
+                    Ok(true) => self.health.set_ok(),
+                    Ok(false) => {}
+                    Err(e) => {
                         self.health
                             .set_error(format!("channel {}:{}: {e}", self.topic_name, self.name));
                         return Err(BrokerError::Disk(e.to_string()));
                     }
-                    self.health.set_ok();
                 }
-                drop(st);
                 self.notify.notify_one();
             }
         }
@@ -298,26 +315,63 @@ impl Channel {
     /// Puts messages back for immediate redelivery (REQ 0, timeout, a consumer
     /// leaving). Never refused, so nothing in flight is ever lost; the excess
     /// over `mem-queue-size` is bounded by the consumers' RDY.
-    pub(crate) fn requeue_now(&self, msgs: impl IntoIterator<Item = Message>) {
+    /// Messages read from disk keep their ticket, so the FIN of the next
+    /// delivery acknowledges them.
+    pub(crate) fn requeue_now(&self, items: impl IntoIterator<Item = Queued>) {
         if self.is_closed() {
             return;
         }
-        lock(&self.state).queue.extend(msgs);
+        lock(&self.state).ready.requeue(items);
         self.notify.notify_one();
     }
 
     /// Defers one message until `due` (REQ with a delay).
-    pub(crate) fn requeue_deferred(self: &Arc<Self>, msg: Message, due: Instant) {
+    pub(crate) fn requeue_deferred(self: &Arc<Self>, item: Queued, due: Instant) {
         if self.is_closed() {
             return;
         }
         {
             let mut st = lock(&self.state);
+            let st = &mut *st;
+            let mut item = item;
+            let mut log_ticket = None;
+            if let Some(log) = st.log.as_mut() {
+                match log.record(&[(wall_clock(due), &item.msg)]) {
+                    // Held by the log now: done in the ready queue.
+                    Ok(t) => {
+                        log_ticket = t.first().copied();
+                        if let Some(rt) = item.ticket.take() {
+                            st.ready.ack(rt);
+                        }
+                    }
+                    // Its ready-queue ticket stays: a crash redelivers it
+                    // from there.
+                    Err(e) => {
+                        tracing::warn!(channel = %self.name, error = %e, "cannot write a deferred message to disk")
+                    }
+                }
+            }
             st.seq += 1;
-            let seq = st.seq;
-            st.deferred.push(Reverse(Deferred { due, seq, msg }));
+            st.deferred.push(Reverse(Deferred {
+                due,
+                seq: st.seq,
+                item,
+                log_ticket,
+            }));
         }
         self.timers.schedule(due, Arc::downgrade(self));
+    }
+
+    /// Acknowledges messages read from this channel's disk queue (FINed):
+    /// a restart after a crash no longer delivers them. Empties `tickets`.
+    pub(crate) fn ack_all(&self, tickets: &mut Vec<Ticket>) {
+        if tickets.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.state);
+        for t in tickets.drain(..) {
+            st.ready.ack(t);
+        }
     }
 
     pub(crate) fn count_requeue(&self) {
@@ -340,11 +394,37 @@ impl Channel {
     pub(crate) fn process_deferred(&self, now: Instant) {
         let moved = {
             let mut st = lock(&self.state);
+            let st = &mut *st;
             let mut moved = 0;
+            let (mut logged, mut log_tickets) = (Vec::new(), Vec::new());
             while st.deferred.peek().is_some_and(|Reverse(d)| d.due <= now) {
                 if let Some(Reverse(d)) = st.deferred.pop() {
-                    st.queue.push_back(d.msg);
+                    match d.log_ticket {
+                        Some(t) => {
+                            logged.push(d.item.msg);
+                            log_tickets.push(t);
+                        }
+                        None => st.ready.requeue([d.item]),
+                    }
                     moved += 1;
+                }
+            }
+            // Written to the ready queue before the log forgets them, so a
+            // crash in between delivers them at least once.
+            if !logged.is_empty() {
+                match st.ready.put_batch(&logged) {
+                    Ok(_) => {
+                        if let Some(log) = st.log.as_mut() {
+                            for t in log_tickets {
+                                log.ack(t);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %self.name, error = %e, "cannot write due deferred messages to disk; kept in memory and in the deferred log");
+                        st.ready
+                            .requeue(logged.into_iter().map(|msg| Queued { msg, ticket: None }));
+                    }
                 }
             }
             moved
@@ -355,35 +435,37 @@ impl Channel {
     }
 
     /// Pops up to `max_count` messages, stopping once `max_bytes` of bodies
-    /// are taken (at least one is always taken). Passes the wake-up on if
+    /// are taken (at least one is always taken), with each one's disk ticket
+    /// pushed to `tickets`; first acks (and empties) `acks`, the consumer's
+    /// finished tickets, under the same lock. Passes the wake-up on if
     /// messages remain, so another waiting consumer gets them.
     pub(crate) fn pop_batch(
         &self,
         max_count: usize,
         max_bytes: usize,
         out: &mut Vec<Message>,
+        tickets: &mut Vec<Option<Ticket>>,
+        acks: &mut Vec<Ticket>,
     ) -> usize {
         let (taken, more) = {
             let mut st = lock(&self.state);
-            let st = &mut *st;
+            for t in acks.drain(..) {
+                st.ready.ack(t);
+            }
             let mut taken = 0;
             let mut bytes = 0;
             while taken < max_count && (taken == 0 || bytes < max_bytes) {
-                let next = match st.queue.pop_front() {
-                    Some(m) => Some(m),
-                    None => st.disk.as_mut().and_then(DiskQueue::pop),
-                };
-                match next {
-                    Some(m) => {
-                        bytes += m.body.len();
-                        out.push(m);
+                match st.ready.pop() {
+                    Some(q) => {
+                        bytes += q.msg.body.len();
+                        out.push(q.msg);
+                        tickets.push(q.ticket);
                         taken += 1;
                     }
                     None => break,
                 }
             }
-            let more = !st.queue.is_empty() || st.disk.as_ref().is_some_and(|d| d.depth() > 0);
-            (taken, more)
+            (taken, !st.ready.is_empty())
         };
         if more {
             self.notify.notify_one();
@@ -419,15 +501,13 @@ impl Channel {
     /// wakes its consumers so their sessions end.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let disk = {
+        let deleted = {
             let mut st = lock(&self.state);
-            st.queue.clear();
             st.deferred.clear();
-            st.disk.take()
+            let log = st.log.take().map_or(Ok(()), DeferredLog::delete);
+            log.and_then(|()| st.ready.delete())
         };
-        if let Some(d) = disk
-            && let Err(e) = d.delete()
-        {
+        if let Err(e) = deleted {
             tracing::warn!(channel = %self.name, error = %e, "cannot delete disk queue files");
         }
         self.wake_all();
@@ -444,69 +524,131 @@ impl Channel {
     pub(crate) fn persist(&self) -> u64 {
         let mut st = lock(&self.state);
         let st = &mut *st;
-        let Some(disk) = st.disk.as_mut() else {
+        if !st.ready.is_durable() {
             return 0;
-        };
-        let queued: Vec<Message> = st.queue.drain(..).collect();
+        }
         let mut written = 0;
-        if let Err(e) = disk.put_batch(&queued) {
-            tracing::error!(channel = %self.name, error = %e, "cannot write queued messages on shutdown");
-            st.queue.extend(queued);
-        } else {
-            written += queued.len() as u64;
-        }
-        if let Err(e) = disk.sync() {
-            tracing::error!(channel = %self.name, error = %e, "cannot sync disk queue on shutdown");
-        }
-        if let Some(dir) = self.opts.data_path.as_deref() {
+        if let Some(log) = st.log.as_mut() {
+            let mut items = Vec::new();
+            let (mut old, mut ready_tickets) = (Vec::new(), Vec::new());
+            for Reverse(d) in st.deferred.drain() {
+                items.push((wall_clock(d.due), d.item.msg));
+                old.extend(d.log_ticket);
+                ready_tickets.extend(d.item.ticket);
+            }
+            match log.persist(&items, &old) {
+                Ok(()) => {
+                    written += items.len() as u64;
+                    for t in ready_tickets {
+                        st.ready.ack(t);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(channel = %self.name, error = %e, "cannot save deferred messages")
+                }
+            }
+        } else if let Some(dir) = self.opts.data_path.as_deref() {
             let now_i = Instant::now();
             let now_ns = now_nanos();
-            let deferred: Vec<(i64, Message)> = st
+            let (deferred, tickets): (Vec<(i64, Message)>, Vec<Option<Ticket>>) = st
                 .deferred
                 .drain()
                 .map(|Reverse(d)| {
                     let left = d.due.saturating_duration_since(now_i).as_nanos() as i64;
-                    (now_ns.saturating_add(left), d.msg)
+                    ((now_ns.saturating_add(left), d.item.msg), d.item.ticket)
                 })
-                .collect();
+                .unzip();
             let name = Self::queue_name(&self.topic_name, &self.name);
             match deferred_store::save(dir, &name, &self.opts.disk, &deferred) {
-                Ok(()) => written += deferred.len() as u64,
+                Ok(()) => {
+                    written += deferred.len() as u64;
+                    for t in tickets.into_iter().flatten() {
+                        st.ready.ack(t);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(channel = %self.name, error = %e, "cannot save deferred messages")
                 }
             }
         }
+        // Also fsyncs, with the acks of the deferred messages just saved.
+        match st.ready.persist() {
+            Ok(n) => written += n,
+            Err(e) => {
+                tracing::error!(channel = %self.name, error = %e, "cannot write queued messages on shutdown")
+            }
+        }
         written
     }
 
-    /// Startup: puts back the deferred messages a previous run saved.
+    /// Creation of a channel with a deferred log: takes back what the log
+    /// holds (left by a crash or a graceful shutdown), with its due time.
+    pub(crate) fn restore_deferred_log(self: &Arc<Self>) {
+        let items = match lock(&self.state).log.as_mut() {
+            Some(log) => log.restore(),
+            None => return,
+        };
+        let now = Instant::now();
+        for (delay, msg, t) in items {
+            let due = now + delay;
+            {
+                let mut st = lock(&self.state);
+                st.seq += 1;
+                let seq = st.seq;
+                st.deferred.push(Reverse(Deferred {
+                    due,
+                    seq,
+                    item: Queued { msg, ticket: None },
+                    log_ticket: Some(t),
+                }));
+            }
+            self.timers.schedule(due, Arc::downgrade(self));
+        }
+    }
+
+    /// Startup: puts back the deferred messages a previous run saved on
+    /// shutdown (a channel with a deferred log did so at creation).
     pub(crate) fn restore_deferred(self: &Arc<Self>) {
         let Some(dir) = self.opts.data_path.as_deref() else {
             return;
         };
-        if lock(&self.state).disk.is_none() {
-            return;
+        {
+            let st = lock(&self.state);
+            if !st.ready.is_durable() || st.log.is_some() {
+                return;
+            }
         }
         let name = Self::queue_name(&self.topic_name, &self.name);
         let items = deferred_store::take(dir, &name, &self.opts.disk);
         for (delay, msg) in items {
-            self.requeue_deferred(msg, Instant::now() + delay);
+            self.requeue_deferred(Queued { msg, ticket: None }, Instant::now() + delay);
         }
     }
 
     /// Applies the disk queue's `sync-timeout`.
     pub(crate) fn maybe_sync(&self, now: Instant) {
         let mut st = lock(&self.state);
-        if let Some(d) = st.disk.as_mut()
-            && let Err(e) = d.maybe_sync(now)
-        {
+        let log = match st.log.as_mut() {
+            Some(log) => log.maybe_sync(now),
+            None => Ok(()),
+        };
+        if let Err(e) = log.and_then(|()| st.ready.maybe_sync(now)) {
             drop(st);
             self.health.set_error(format!(
                 "channel {}:{} sync: {e}",
                 self.topic_name, self.name
             ));
         }
+    }
+
+    /// See `Broker::sync_disks`.
+    #[cfg(test)]
+    pub(crate) fn sync_disk(&self) {
+        let mut st = lock(&self.state);
+        if let Some(log) = st.log.as_mut() {
+            let _ = log.sync();
+        }
+        let _ = st.ready.sync();
     }
 
     pub(crate) fn client_count(&self) -> usize {
@@ -528,4 +670,10 @@ pub struct ChannelStats {
     pub client_count: u64,
     pub paused: bool,
     pub clients: Vec<ClientStats>,
+}
+
+/// `due` on the wall clock, in Unix nanoseconds, for the disk.
+fn wall_clock(due: Instant) -> i64 {
+    let left = due.saturating_duration_since(Instant::now()).as_nanos() as i64;
+    now_nanos().saturating_add(left)
 }

@@ -1,7 +1,10 @@
 //! One subscriber of a channel, owned by its connection task. It holds that
 //! client's RDY count and its in-flight messages with their deadlines, so
-//! FIN/REQ/TOUCH touch only connection-local state. Dropping it puts every
-//! message still in flight back on the channel.
+//! FIN/REQ/TOUCH touch only connection-local state: the disk tickets of
+//! finished messages are collected and acked under the channel lock the next
+//! take holds anyway (or when `ACK_BATCH` are pending, at RDY, or on drop). Dropping
+//! it puts every message still in flight back on the channel, tickets
+//! included.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -15,8 +18,10 @@ use tokio::time::Instant;
 use super::BrokerOptions;
 use super::channel::Channel;
 use super::client::ClientInfo;
+use super::diskqueue::Ticket;
 use super::error::BrokerError;
 use super::message::{Message, MessageId};
+use super::spill::Queued;
 
 /// A cheap hasher for message ids. Ids are hex renderings of a counter, so
 /// their fast-changing digits are the last bytes: they are read big-endian
@@ -42,10 +47,26 @@ impl Hasher for IdHasher {
     }
 }
 
+/// Finished tickets held before one channel lock acks them all. Until then
+/// a crash redelivers them (at least once), never loses them.
+const ACK_BATCH: usize = 256;
+
 struct InFlight {
     msg: Message,
+    /// The channel's disk ticket if the message was read from disk: acked by
+    /// FIN, kept through requeues, so a crash before the FIN redelivers it.
+    ticket: Option<Ticket>,
     delivered: Instant,
     deadline: Instant,
+}
+
+impl InFlight {
+    fn into_queued(self) -> Queued {
+        Queued {
+            msg: self.msg,
+            ticket: self.ticket,
+        }
+    }
 }
 
 /// A consumer of one channel.
@@ -60,6 +81,11 @@ pub struct Consumer {
     /// No in-flight deadline is earlier than this; the in-flight map is only
     /// scanned when it passes, so timeouts cost nothing per message.
     next_scan: Option<Instant>,
+    /// Scratch for the tickets of `take_messages`, reused across calls.
+    tickets: Vec<Option<Ticket>>,
+    /// Disk tickets of finished messages not yet acked on the channel (at
+    /// most `ACK_BATCH`), so a FIN takes no lock.
+    acks: Vec<Ticket>,
 }
 
 impl Consumer {
@@ -76,6 +102,8 @@ impl Consumer {
             msg_timeout: opts.msg_timeout,
             max_msg_timeout: opts.max_msg_timeout,
             next_scan: None,
+            tickets: Vec::new(),
+            acks: Vec::new(),
         }
     }
 
@@ -88,7 +116,10 @@ impl Consumer {
     }
 
     /// Sets how many messages may be in flight at once (RDY).
+    /// Also acks the pending finished tickets: RDY changes are rare, and
+    /// CLS (RDY 0) then leaves nothing pending while the session winds down.
     pub fn set_ready(&mut self, count: u64) {
+        self.channel.ack_all(&mut self.acks);
         self.ready = count;
         self.client.ready_count.store(count, Ordering::Relaxed);
     }
@@ -142,22 +173,32 @@ impl Consumer {
             return 0;
         }
         let start = out.len();
-        let taken = self.channel.pop_batch(want, max_bytes, out);
+        self.tickets.clear();
+        let taken = self
+            .channel
+            .pop_batch(want, max_bytes, out, &mut self.tickets, &mut self.acks);
         if taken == 0 {
             return 0;
         }
         let now = Instant::now();
         let deadline = now + self.msg_timeout;
-        for msg in &mut out[start..] {
+        for (msg, ticket) in out[start..].iter_mut().zip(self.tickets.drain(..)) {
             msg.attempts = msg.attempts.saturating_add(1);
-            self.in_flight.insert(
+            let old = self.in_flight.insert(
                 msg.id,
                 InFlight {
                     msg: msg.clone(),
+                    ticket,
                     delivered: now,
                     deadline,
                 },
             );
+            // The same id twice (a duplicate read after a crash, still in
+            // flight): the older copy is done once this one is.
+            if let Some(old) = old {
+                self.channel.sub_in_flight(1);
+                self.acks.extend(old.ticket);
+            }
         }
         self.next_scan = Some(self.next_scan.map_or(deadline, |s| s.min(deadline)));
         self.channel.add_in_flight(taken as u64);
@@ -170,9 +211,16 @@ impl Consumer {
 
     /// Acknowledges a message (FIN).
     pub fn finish(&mut self, id: &MessageId) -> Result<(), BrokerError> {
-        self.in_flight
+        let entry = self
+            .in_flight
             .remove(id)
             .ok_or(BrokerError::MessageNotInFlight)?;
+        if let Some(t) = entry.ticket {
+            self.acks.push(t);
+            if self.acks.len() >= ACK_BATCH {
+                self.channel.ack_all(&mut self.acks);
+            }
+        }
         self.channel.sub_in_flight(1);
         self.client.finish_count.fetch_add(1, Ordering::Relaxed);
         self.sync_in_flight_count();
@@ -190,10 +238,10 @@ impl Consumer {
         self.client.requeue_count.fetch_add(1, Ordering::Relaxed);
         self.sync_in_flight_count();
         if delay.is_zero() {
-            self.channel.requeue_now([entry.msg]);
+            self.channel.requeue_now([entry.into_queued()]);
         } else {
             self.channel
-                .requeue_deferred(entry.msg, Instant::now() + delay);
+                .requeue_deferred(entry.into_queued(), Instant::now() + delay);
         }
         Ok(())
     }
@@ -233,7 +281,7 @@ impl Consumer {
         let mut msgs = Vec::with_capacity(expired.len());
         for id in &expired {
             if let Some(e) = self.in_flight.remove(id) {
-                msgs.push(e.msg);
+                msgs.push(e.into_queued());
             }
         }
         self.next_scan = self.in_flight.values().map(|e| e.deadline).min();
@@ -256,9 +304,14 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        self.channel.ack_all(&mut self.acks);
         let n = self.in_flight.len() as u64;
         if n > 0 {
-            let msgs: Vec<Message> = self.in_flight.drain().map(|(_, e)| e.msg).collect();
+            let msgs: Vec<Queued> = self
+                .in_flight
+                .drain()
+                .map(|(_, e)| e.into_queued())
+                .collect();
             self.channel.sub_in_flight(n);
             self.channel.requeue_now(msgs);
         }

@@ -13,15 +13,25 @@
 //! - `<name>.diskqueue.meta.dat`: depth and positions, see [`meta`].
 //!
 //! Guarantees. With [`SyncPolicy::Always`], `put` returns only after the
-//! record is fsynced, so an acknowledged message survives a crash. With
-//! [`SyncPolicy::Batch`], up to `sync_every` messages or `sync_timeout` of
-//! writes may be lost in a crash, and up to twice that while the disk is
-//! slower than the publishers: the periodic sync runs in the background
-//! (see [`syncer`]), a sync that falls due while the last one still runs is
-//! retried by the next put or pop, and the put or pop that reaches twice
-//! `sync_every` waits for it. Either way the read position is persisted
-//! at each sync, so after a crash the records popped since the last sync are
-//! delivered again (at least once). The write end is never taken from the
+//! record is fsynced, so an acknowledged message survives power loss. With
+//! [`SyncPolicy::Batch`], every `put_batch` hands its records to the kernel
+//! with one write before it returns, so they survive any crash of the
+//! process; the fsync is periodic (every `sync_every` puts plus pops or
+//! `sync_timeout`) and runs in the background (see [`syncer`]): a sync that
+//! falls due while the last one still runs is retried by the next put or
+//! pop, and the put or pop that reaches twice `sync_every` waits for it. So
+//! a power loss may lose up to about twice `sync_every` messages.
+//!
+//! Acknowledged reads. `pop_tracked` hands out each record with a
+//! [`Ticket`]; the queue keeps the start of every popped record until its
+//! ticket comes back through `ack`. The read position written to the
+//! metadata is the *committed* one: the start of the oldest record popped
+//! and not acked (or the next unread record). So after a crash everything
+//! not acked is read again (at least once; duplicates are expected), and a
+//! segment file is deleted only once the committed position has left it.
+//! The record of unacked pops is bounded by [`MAX_UNACKED`]; past it the
+//! oldest is given up (logged), so one message held for very long cannot
+//! grow it without limit. The write end is never taken from the
 //! metadata: every open starts a new segment after the existing ones, so a
 //! torn tail left by a crash is just a truncated record at the end of a
 //! finished segment, which the reader logs and steps over.
@@ -32,6 +42,7 @@ mod syncer;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -45,8 +56,11 @@ use crate::broker::Message;
 use meta::{Meta, Pos};
 use record::{Corruption, Decoded, HEADER_LEN};
 
-/// Write buffer size at which `Batch` mode hands the bytes to the OS.
-const FLUSH_AT: usize = 1 << 20;
+/// Most records popped and not yet acked that a queue remembers; past it
+/// the oldest is treated as acked (its crash safety given up, logged). A
+/// slot is 24 bytes, so this is at most 24 MiB for a queue whose oldest
+/// message stays unfinished while a million later ones pass it.
+pub const MAX_UNACKED: usize = 1 << 20;
 /// How much the reader asks the OS for at a time.
 const READ_CHUNK: usize = 256 << 10;
 
@@ -103,6 +117,9 @@ pub enum DiskQueueError {
     Io(#[from] io::Error),
 }
 
+/// A popped record, as handed to `ack`: its pop sequence number.
+pub type Ticket = u64;
+
 /// One queue's segment files. See the module docs for the guarantees.
 pub struct DiskQueue {
     /// The queue's name as given, for logs.
@@ -125,9 +142,22 @@ pub struct DiskQueue {
     /// Bytes of `write_seg` handed to the OS; always a record boundary, and
     /// the reader never reads past it in `write_seg`.
     flushed: u64,
-    /// Encoded records not yet written, so `Batch` mode costs no syscall
-    /// per record.
+    /// Encoded records of the `put_batch` in progress, written with one
+    /// write(2) before it returns (reused, so a put allocates nothing).
     write_buf: Vec<u8>,
+    /// Start of every record popped since the committed read position, and
+    /// whether it was acked: the persisted read position is the first slot
+    /// (see the module docs). Acked slots at the front are dropped at once.
+    unacked: VecDeque<(Pos, bool)>,
+    /// Ticket of `unacked[0]`; tickets below it are acked already.
+    unacked_base: Ticket,
+    /// Oldest segment whose file may still exist: files before the
+    /// committed read position's segment are deleted up to it.
+    first_seg: u64,
+    /// `MAX_UNACKED`, lowered by tests.
+    max_unacked: usize,
+    /// The `max_unacked` overflow was logged (once per queue).
+    unacked_overflow_logged: bool,
     /// Bytes in all segment files plus `write_buf`, for `max_total_bytes`.
     total_bytes: u64,
     /// Bytes were written to `write_file` since its last fsync.
@@ -225,6 +255,13 @@ impl DiskQueue {
             write_file: None,
             flushed: 0,
             write_buf: Vec::new(),
+            unacked: VecDeque::new(),
+            unacked_base: 0,
+            // Files before the committed position are left over from a
+            // crash between a metadata write and their deletion.
+            first_seg: segs.first().map_or(read.seg, |&(n, _)| n.min(read.seg)),
+            max_unacked: MAX_UNACKED,
+            unacked_overflow_logged: false,
             total_bytes,
             data_unsynced: false,
             meta_dirty: false,
@@ -294,10 +331,9 @@ impl DiskQueue {
         for m in msgs {
             record::encode(m, &mut self.write_buf);
         }
-        let always = self.opts.sync == SyncPolicy::Always;
-        if always || self.write_buf.len() >= FLUSH_AT {
-            self.commit(mark, always)?;
-        }
+        // One write per call, so an acknowledged publish has reached the
+        // kernel (survives a process crash); `Always` also fsyncs it.
+        self.commit(mark, self.opts.sync == SyncPolicy::Always)?;
         self.total_bytes += bytes;
         self.depth += msgs.len() as u64;
         self.meta_dirty = true;
@@ -305,10 +341,20 @@ impl DiskQueue {
         Ok(())
     }
 
-    /// The next message, or `None` when the queue is empty. Corrupt and
+    /// The next message, acked at once: for readers that are done with a
+    /// record as soon as they have it. See `pop_tracked`.
+    pub fn pop(&mut self) -> Option<Message> {
+        let (msg, ticket) = self.pop_tracked()?;
+        self.ack(ticket);
+        Some(msg)
+    }
+
+    /// The next message and its ticket, or `None` when the queue is empty.
+    /// Until the ticket is acked, the persisted read position stays at or
+    /// before the record, so a crash delivers it again. Corrupt and
     /// truncated records are logged and skipped. An I/O error is logged and
     /// reported as `None`; the next call tries again.
-    pub fn pop(&mut self) -> Option<Message> {
+    pub fn pop_tracked(&mut self) -> Option<(Message, Ticket)> {
         loop {
             let at_write_seg = self.read.seg == self.write_seg;
             if at_write_seg && self.read.off >= self.write_end() {
@@ -340,32 +386,33 @@ impl DiskQueue {
                 }),
                 Ok(None) => {
                     // A missing file before the write segment: nothing left there.
-                    self.finish_read_segment(false);
+                    self.finish_read_segment();
                     continue;
                 }
                 Err(e) => Err(e),
             };
             match step {
                 Ok(Step::Record(msg, len)) => {
+                    let ticket = self.track(self.read);
                     self.read.off += len as u64;
                     self.depth = self.depth.saturating_sub(1);
                     self.meta_dirty = true;
                     self.read_dirty = true;
                     self.count_ops(1);
-                    return Some(msg);
+                    return Some((msg, ticket));
                 }
                 Ok(Step::End) if at_write_seg => {
                     // Cannot happen: `flushed` is a record boundary past `read`.
                     self.read.off = limit;
                 }
-                Ok(Step::End) => self.finish_read_segment(true),
+                Ok(Step::End) => self.finish_read_segment(),
                 Ok(Step::Truncated { have }) => {
                     tracing::warn!(queue = %self.name, seg = self.read.seg, off, bytes = have, "disk queue record truncated; skipping the rest of the segment");
                     self.depth = self.depth.saturating_sub(1);
                     if at_write_seg {
                         self.read.off = limit;
                     } else {
-                        self.finish_read_segment(true);
+                        self.finish_read_segment();
                     }
                 }
                 Ok(Step::Corrupt(why, next)) => {
@@ -385,9 +432,84 @@ impl DiskQueue {
         }
     }
 
+    /// Remembers a popped record starting at `start`; returns its ticket.
+    fn track(&mut self, start: Pos) -> Ticket {
+        if self.unacked.len() >= self.max_unacked {
+            if !self.unacked_overflow_logged {
+                self.unacked_overflow_logged = true;
+                tracing::warn!(queue = %self.name, limit = self.max_unacked, "too many messages popped past an unfinished one; giving up the crash safety of the oldest");
+            }
+            self.unacked.pop_front();
+            self.unacked_base += 1;
+            self.trim_acked();
+        }
+        self.unacked.push_back((start, false));
+        self.unacked_base + self.unacked.len() as u64 - 1
+    }
+
+    /// Marks a popped record done. Once every record before it is done too,
+    /// the committed read position passes it (persisted at the next sync)
+    /// and segment files left behind are deleted. Unknown or repeated
+    /// tickets (from before `empty`, or acked twice) are ignored.
+    pub fn ack(&mut self, ticket: Ticket) {
+        let Some(i) = ticket
+            .checked_sub(self.unacked_base)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return;
+        };
+        if let Some(slot) = self.unacked.get_mut(i) {
+            slot.1 = true;
+            if i == 0 {
+                self.trim_acked();
+            }
+        }
+    }
+
+    /// Drops the acked slots at the front; if the committed read position
+    /// moved, marks the metadata dirty and releases finished segments.
+    fn trim_acked(&mut self) {
+        let mut moved = false;
+        while self.unacked.front().is_some_and(|s| s.1) {
+            self.unacked.pop_front();
+            self.unacked_base += 1;
+            moved = true;
+        }
+        if moved {
+            self.meta_dirty = true;
+            self.read_dirty = true;
+            self.release_segments();
+        }
+    }
+
+    /// The read position a restart resumes from: the oldest unacked pop,
+    /// or the next record when every pop was acked.
+    fn committed(&self) -> Pos {
+        self.unacked.front().map_or(self.read, |s| s.0)
+    }
+
+    /// Records popped and not acked (including acked ones behind an
+    /// unacked one, which a restart reads again too).
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
+    }
+
     /// Messages waiting.
     pub fn depth(&self) -> u64 {
         self.depth
+    }
+
+    /// The metadata as of now: committed read position, and the depth
+    /// counted from it.
+    fn meta_now(&self) -> Meta {
+        Meta {
+            depth: self.depth + self.unacked.len() as u64,
+            read: self.committed(),
+            write: Pos {
+                seg: self.write_seg,
+                off: self.flushed,
+            },
+        }
     }
 
     /// Writes out the buffer, fsyncs the data and writes the metadata.
@@ -415,14 +537,7 @@ impl DiskQueue {
         }
         let meta_due = full || self.read_dirty || self.write_seg != self.meta_write_seg;
         if self.meta_dirty && meta_due {
-            let m = Meta {
-                depth: self.depth,
-                read: self.read,
-                write: Pos {
-                    seg: self.write_seg,
-                    off: self.flushed,
-                },
-            };
+            let m = self.meta_now();
             meta::write(&self.meta_path(), &self.meta_tmp_path(), &m)?;
             self.fsyncs += 1;
             self.meta_dirty = false;
@@ -480,14 +595,7 @@ impl DiskQueue {
         let meta = (self.meta_dirty && meta_due).then(|| syncer::MetaWrite {
             path: self.meta_path(),
             tmp: self.meta_tmp_path(),
-            meta: Meta {
-                depth: self.depth,
-                read: self.read,
-                write: Pos {
-                    seg: self.write_seg,
-                    off: self.flushed,
-                },
-            },
+            meta: self.meta_now(),
         });
         self.since_sync = 0;
         self.last_sync = Instant::now();
@@ -528,6 +636,9 @@ impl DiskQueue {
             off: 0,
         };
         self.depth = 0;
+        self.unacked_base += self.unacked.len() as u64;
+        self.unacked.clear();
+        self.first_seg = self.write_seg;
         self.total_bytes = 0;
         self.data_unsynced = false;
         self.meta_dirty = true;
@@ -669,14 +780,14 @@ impl DiskQueue {
             let at_end = match self.reader_for(self.read.seg)? {
                 Some(r) => matches!(r.next(off, u64::MAX, max)?, Step::End),
                 None => {
-                    self.finish_read_segment(false);
+                    self.finish_read_segment();
                     continue;
                 }
             };
             if !at_end {
                 return Ok(());
             }
-            self.finish_read_segment(true);
+            self.finish_read_segment();
         }
         let end = self.write_end();
         if self.read.seg != self.write_seg || end == 0 {
@@ -684,7 +795,7 @@ impl DiskQueue {
         }
         self.roll()?;
         if self.read.off >= end {
-            self.finish_read_segment(true);
+            self.finish_read_segment();
         }
         Ok(())
     }
@@ -715,9 +826,9 @@ impl DiskQueue {
         Ok(self.reader.as_mut())
     }
 
-    /// Moves the read position to the next segment, persists it, and
-    /// deletes the consumed file (`delete`) so its space is given back.
-    fn finish_read_segment(&mut self, delete: bool) {
+    /// Moves the read position to the next segment and releases the
+    /// segments the committed read position has left.
+    fn finish_read_segment(&mut self) {
         let done = self.read.seg;
         self.reader = None;
         self.read = Pos {
@@ -725,20 +836,33 @@ impl DiskQueue {
             off: 0,
         };
         self.meta_dirty = true;
+        self.read_dirty = true;
+        self.release_segments();
+    }
+
+    /// Deletes the segment files before the committed read position's
+    /// segment (read through and every record acked), after persisting that
+    /// position, so their space is given back.
+    fn release_segments(&mut self) {
+        let upto = self.committed().seg;
+        if self.first_seg >= upto {
+            return;
+        }
         if let Err(e) = self.sync() {
             tracing::warn!(queue = %self.name, error = %e, "disk queue sync failed");
         }
-        if !delete {
-            return;
-        }
-        let path = self.seg_path(done);
-        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        match fs::remove_file(&path) {
-            Ok(()) => self.total_bytes = self.total_bytes.saturating_sub(len),
-            Err(e) => {
-                tracing::warn!(queue = %self.name, seg = done, error = %e, "cannot delete consumed segment")
+        for seg in self.first_seg..upto {
+            let path = self.seg_path(seg);
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(&path) {
+                Ok(()) => self.total_bytes = self.total_bytes.saturating_sub(len),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(queue = %self.name, seg, error = %e, "cannot delete consumed segment")
+                }
             }
         }
+        self.first_seg = upto;
     }
 
     /// Records from `from` to the end of the segments before `write_seg`.
@@ -779,6 +903,11 @@ impl DiskQueue {
             }
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    fn set_max_unacked(&mut self, n: usize) {
+        self.max_unacked = n.max(1);
     }
 
     #[cfg(test)]

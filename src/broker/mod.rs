@@ -15,6 +15,7 @@ mod health;
 mod message;
 pub mod metadata;
 pub mod names;
+mod spill;
 mod timers;
 mod topic;
 
@@ -35,6 +36,7 @@ pub use events::{BrokerEvent, EventListener};
 pub use message::{IdGenerator, MSG_ID_LEN, Message, MessageId, now_nanos};
 pub use topic::{Topic, TopicStats};
 
+use deferred_store::DeferredLog;
 use diskqueue::{DiskQueue, DiskQueueOptions};
 use health::Health;
 use metadata::{ChannelMeta, Metadata, MetadataStore, TopicMeta};
@@ -158,6 +160,27 @@ impl Shared {
         }
     }
 
+    /// The deferred log of a durable channel named `name`, when every
+    /// message goes through disk (`mem_queue_size: 0`): see
+    /// `deferred_store::DeferredLog`. `None` otherwise, or if it cannot be
+    /// opened (logged; deferred messages are then saved on shutdown only).
+    pub(crate) fn open_deferred_log(&self, name: &str) -> Option<DeferredLog> {
+        if self.opts.mem_queue_size != 0 {
+            return None;
+        }
+        let dir = self.opts.data_path.as_ref()?;
+        self.store.get()?;
+        let qname = deferred_store::queue_name(name);
+        match DiskQueue::open(dir, &qname, deferred_store::log_options(&self.opts.disk)) {
+            Ok(q) => Some(DeferredLog::new(q)),
+            Err(e) => {
+                error!(queue = qname, error = %e, "cannot open deferred log; deferred messages are saved on shutdown only");
+                self.health.set_error(format!("disk queue {qname}: {e}"));
+                None
+            }
+        }
+    }
+
     /// Records that topic/channel metadata changed; the scanner task writes
     /// it shortly (no-op when memory-only).
     pub(crate) fn save_metadata(&self) {
@@ -264,9 +287,9 @@ impl Broker {
                     warn!(topic = %tm.name, "skipping invalid topic name in metadata");
                     continue;
                 };
-                if tm.paused {
-                    topic.pause_quiet();
-                }
+                // Paused while its channels are restored, so that what it
+                // holds is handed to all of them, not to the first alone.
+                topic.pause_quiet();
                 topics += 1;
                 for cm in &tm.channels {
                     match topic.channel_quiet(&cm.name) {
@@ -283,6 +306,9 @@ impl Broker {
                     }
                 }
                 topic.restore_deferred();
+                if !tm.paused {
+                    topic.resume_after_restore();
+                }
             }
             info!(topics, channels, path = %dir.display(), "restored metadata");
         }
@@ -304,6 +330,19 @@ impl Broker {
         }
         self.shared.write_metadata_now();
         info!(messages = saved, "wrote in-memory messages to disk");
+    }
+
+    /// Test hook for crash tests: fsyncs every disk queue and writes its
+    /// metadata as of now (the committed read positions), without writing
+    /// out anything held in memory, as if the periodic sync ran just before
+    /// a crash.
+    #[cfg(test)]
+    pub(crate) fn sync_disks(&self) {
+        for topic in self.topics() {
+            topic.sync_disks();
+        }
+        // The metadata saver runs ~20 ms after a change; a crash after it.
+        self.shared.write_metadata_now();
     }
 
     /// `Ok` while every disk write succeeded since the last failure was

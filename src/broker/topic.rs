@@ -1,7 +1,9 @@
 //! A topic: accepts published messages and fans each one out to every
 //! channel, sharing the body. While it has no channels, or is paused, it
-//! keeps messages in its own queue (bounded memory, then its disk queue when
-//! durable) and hands them on later.
+//! keeps messages in its own queue (a [`SpillQueue`]: bounded memory, then
+//! its disk queue when durable) and hands them on later. A message read from
+//! the topic's disk queue is acked there only once every channel holds it,
+//! so a crash at any point of that move delivers it at least once.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,25 +20,21 @@ use super::diskqueue::DiskQueue;
 use super::error::BrokerError;
 use super::health::Health;
 use super::message::{IdGenerator, Message, MessageId, now_nanos};
+use super::spill::{Queued, SpillQueue};
 use super::timers::{Timers, lock};
 use super::{BrokerOptions, Shared, names};
 
 /// Messages moved from the topic's disk queue to its channels per step.
 const DRAIN_CHUNK: usize = 1024;
 
-/// A message held by the topic itself, with its due time if deferred.
-struct Pending {
-    msg: Message,
-    due: Option<Instant>,
-}
-
-#[derive(Default)]
 struct TopicState {
     /// Sorted so stats list channels in a stable order.
     channels: BTreeMap<String, Arc<Channel>>,
-    pending: VecDeque<Pending>,
-    /// Overflow of `pending` for a durable topic (never deferred messages).
-    disk: Option<DiskQueue>,
+    /// Messages held while the topic has no channel or is paused.
+    held: SpillQueue,
+    /// Deferred messages held by the topic itself, with their due time
+    /// (memory only, up to `max_deferred`).
+    deferred: VecDeque<(Message, Instant)>,
 }
 
 /// A topic.
@@ -51,7 +49,7 @@ pub struct Topic {
     broker: Weak<Shared>,
     /// Disk failures are reported here.
     health: Arc<Health>,
-    /// Channel map and pending queue. The lock also serialises publishes to
+    /// Channel map and held messages. The lock also serialises publishes to
     /// this topic, which is what makes MPUB atomic across channels. It is
     /// taken before any channel lock, never after.
     state: Mutex<TopicState>,
@@ -59,6 +57,24 @@ pub struct Topic {
     closed: AtomicBool,
     message_count: AtomicU64,
     message_bytes: AtomicU64,
+    /// Test hook: `drain_step` stops dead at this step (see `DrainStep`),
+    /// as a crash there would; 0 is off.
+    #[cfg(test)]
+    pub(crate) crash_at: std::sync::atomic::AtomicU8,
+}
+
+/// The points of a move from the topic to its channels where a crash is
+/// injected in tests.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DrainStep {
+    /// Messages popped from the topic's queue, none handed on.
+    Popped = 1,
+    /// The first channel holds them, the others not yet.
+    FirstChannel = 2,
+    /// Every channel holds them; the topic's tickets are not acked.
+    AllChannels = 3,
+    /// The topic's tickets are acked (not yet persisted).
+    Acked = 4,
 }
 
 impl Topic {
@@ -74,20 +90,34 @@ impl Topic {
         Topic {
             name: name.to_owned(),
             ephemeral: names::is_ephemeral(name),
-            opts,
             ids,
             timers,
             broker,
             health,
             state: Mutex::new(TopicState {
-                disk,
-                ..TopicState::default()
+                channels: BTreeMap::new(),
+                held: SpillQueue::new(opts.mem_queue_size, disk),
+                deferred: VecDeque::new(),
             }),
+            opts,
             paused: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
+            #[cfg(test)]
+            crash_at: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    /// True when the crash test hook is set to `step`.
+    #[cfg(test)]
+    fn crash_here(&self, step: DrainStep) -> bool {
+        self.crash_at.load(Ordering::Relaxed) == step as u8
+    }
+
+    #[cfg(not(test))]
+    fn crash_here(&self, _step: DrainStep) -> bool {
+        false
     }
 
     pub fn name(&self) -> &str {
@@ -157,7 +187,7 @@ impl Topic {
     }
 
     /// Keeps messages in the topic itself (no channels yet, or paused):
-    /// memory first, then the disk queue. Deferred messages stay in memory.
+    /// the spill queue, or the deferred list (memory only) if `due`.
     fn hold(
         &self,
         st: &mut TopicState,
@@ -165,35 +195,24 @@ impl Topic {
         due: Option<Instant>,
     ) -> Result<(), BrokerError> {
         let n = msgs.len();
-        let cap = if due.is_some() {
-            self.opts.max_deferred()
-        } else {
-            self.opts.mem_queue_size
-        };
-        let in_memory = match (&st.disk, due) {
-            (Some(d), None) if d.depth() > 0 => 0,
-            (Some(_), None) => cap.saturating_sub(st.pending.len()).min(n),
-            _ => {
-                if st.pending.len() + n > cap {
-                    return Err(BrokerError::QueueFull);
-                }
-                n
+        if let Some(due) = due {
+            if st.deferred.len() + n > self.opts.max_deferred() {
+                return Err(BrokerError::QueueFull);
             }
-        };
-        if in_memory < n
-            && let Some(d) = st.disk.as_mut()
-        {
-            if let Err(e) = d.put_batch(&msgs[in_memory..]) {
+            st.deferred.extend(msgs.into_iter().map(|m| (m, due)));
+            return Ok(());
+        }
+        if !st.held.has_room(n) {
+            return Err(BrokerError::QueueFull);
+        }
+        match st.held.put_batch(&msgs) {
+            Ok(true) => self.health.set_ok(),
+            Ok(false) => {}
+            Err(e) => {
                 self.health.set_error(format!("topic {}: {e}", self.name));
                 return Err(BrokerError::Disk(e.to_string()));
             }
-            self.health.set_ok();
         }
-        st.pending.extend(
-            msgs.into_iter()
-                .take(in_memory)
-                .map(|msg| Pending { msg, due }),
-        );
         Ok(())
     }
 
@@ -222,10 +241,13 @@ impl Topic {
         if let Some(ch) = st.channels.get(name) {
             return Ok(ch.clone());
         }
-        let durable = st.disk.is_some() && !names::is_ephemeral(name);
-        let disk = match self.broker.upgrade() {
-            Some(shared) if durable => shared.open_queue(&Channel::queue_name(&self.name, name)),
-            _ => None,
+        let durable = st.held.is_durable() && !names::is_ephemeral(name);
+        let qname = Channel::queue_name(&self.name, name);
+        let (disk, log) = match self.broker.upgrade() {
+            Some(shared) if durable => {
+                (shared.open_queue(&qname), shared.open_deferred_log(&qname))
+            }
+            _ => (None, None),
         };
         let ch = Arc::new(Channel::new(
             name,
@@ -234,7 +256,11 @@ impl Topic {
             self.timers.clone(),
             self.health.clone(),
             disk,
+            log,
         ));
+        // Before anyone can publish to it: a new deferred record must not
+        // be read back in place of an old one.
+        ch.restore_deferred_log();
         st.channels.insert(name.to_owned(), ch.clone());
         drop(st);
         self.emit_channel(name, true);
@@ -336,6 +362,22 @@ impl Topic {
         }
     }
 
+    /// Ends the pause `Broker::open` holds while restoring the channels,
+    /// and hands over what the topic holds, to all of them.
+    pub(crate) fn resume_after_restore(self: &Arc<Self>) {
+        self.paused.store(false, Ordering::Release);
+        self.kick_drain();
+    }
+
+    /// See `Broker::sync_disks`.
+    #[cfg(test)]
+    pub(crate) fn sync_disks(&self) {
+        for ch in self.channels() {
+            ch.sync_disk();
+        }
+        let _ = lock(&self.state).held.sync();
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused.load(Ordering::Acquire)
     }
@@ -343,10 +385,8 @@ impl Topic {
     /// Drops the messages the topic itself holds (channels keep theirs).
     pub fn empty(&self) {
         let mut st = lock(&self.state);
-        st.pending.clear();
-        if let Some(d) = st.disk.as_mut()
-            && let Err(e) = d.empty()
-        {
+        st.deferred.clear();
+        if let Err(e) = st.held.empty() {
             tracing::warn!(topic = %self.name, error = %e, "cannot empty disk queue");
         }
     }
@@ -354,21 +394,21 @@ impl Topic {
     /// Messages held by the topic itself, in memory and on disk.
     pub fn depth(&self) -> usize {
         let st = lock(&self.state);
-        st.pending.len() + st.disk.as_ref().map_or(0, |d| d.depth() as usize)
+        st.held.depth() as usize + st.deferred.len()
     }
 
     pub fn stats(&self) -> TopicStats {
-        let (mem, backend, channels) = {
+        let (depth, backend, channels) = {
             let st = lock(&self.state);
             (
-                st.pending.len() as u64,
-                st.disk.as_ref().map_or(0, DiskQueue::depth),
+                st.held.depth() + st.deferred.len() as u64,
+                st.held.backend_depth(),
                 st.channels.values().cloned().collect::<Vec<_>>(),
             )
         };
         TopicStats {
             topic_name: self.name.clone(),
-            depth: mem + backend,
+            depth,
             backend_depth: backend,
             message_count: self.message_count.load(Ordering::Relaxed),
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
@@ -380,17 +420,15 @@ impl Topic {
     /// Marks the topic deleted, closes its channels and removes its files.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        let (channels, disk) = {
+        let (channels, deleted) = {
             let mut st = lock(&self.state);
-            st.pending.clear();
-            (std::mem::take(&mut st.channels), st.disk.take())
+            st.deferred.clear();
+            (std::mem::take(&mut st.channels), st.held.delete())
         };
         for ch in channels.values() {
             ch.close();
         }
-        if let Some(d) = disk
-            && let Err(e) = d.delete()
-        {
+        if let Err(e) = deleted {
             tracing::warn!(topic = %self.name, error = %e, "cannot delete disk queue files");
         }
     }
@@ -404,45 +442,62 @@ impl Topic {
         }
     }
 
-    /// Moves up to `DRAIN_CHUNK` held messages (memory first, then disk) to
-    /// every channel. Returns true when more remain to be moved.
+    /// Moves up to `DRAIN_CHUNK` held messages (deferred ones, then the
+    /// spill queue: memory first, then disk) to every channel. The tickets
+    /// of messages read from the topic's disk queue are acked only after
+    /// every channel took them (a channel's `put_batch` has written them to
+    /// the kernel, or fsynced them in `Always` mode), so the topic's
+    /// persisted read position never passes a message the channels do not
+    /// hold. Returns true when more remain to be moved.
     pub(crate) fn drain_step(&self) -> bool {
         let mut st = lock(&self.state);
         let st = &mut *st;
         if st.channels.is_empty() || self.is_paused() {
             return false;
         }
+        let take = DRAIN_CHUNK.min(st.deferred.len());
+        let later: Vec<(Message, Instant)> = st.deferred.drain(..take).collect();
         let mut now = Vec::new();
-        let mut later = Vec::new();
+        let mut tickets = Vec::new();
         while now.len() + later.len() < DRAIN_CHUNK {
-            match st.pending.pop_front() {
-                Some(Pending { msg, due: None }) => now.push(msg),
-                Some(Pending {
-                    msg,
-                    due: Some(due),
-                }) => later.push((msg, due)),
+            match st.held.pop() {
+                Some(q) => {
+                    now.push(q.msg);
+                    tickets.extend(q.ticket);
+                }
                 None => break,
             }
         }
-        if let Some(d) = st.disk.as_mut() {
-            while now.len() + later.len() < DRAIN_CHUNK {
-                match d.pop() {
-                    Some(m) => now.push(m),
-                    None => break,
-                }
-            }
+        if self.crash_here(DrainStep::Popped) {
+            return false;
         }
-        for ch in st.channels.values() {
+        let mut all_held = true;
+        for (i, ch) in st.channels.values().enumerate() {
             if let Err(e) = ch.put_batch(&now, None) {
-                tracing::error!(channel = %ch.name(), error = %e, "messages lost handing over from topic");
+                all_held = false;
+                tracing::error!(channel = %ch.name(), error = %e, "messages not handed over from topic; a restart hands them over again");
             }
             for (msg, due) in &later {
                 if let Err(e) = ch.put_batch(std::slice::from_ref(msg), Some(*due)) {
                     tracing::error!(channel = %ch.name(), error = %e, "message lost handing over from topic");
                 }
             }
+            if i == 0 && self.crash_here(DrainStep::FirstChannel) {
+                return false;
+            }
         }
-        !st.pending.is_empty() || st.disk.as_ref().is_some_and(|d| d.depth() > 0)
+        if self.crash_here(DrainStep::AllChannels) {
+            return false;
+        }
+        if all_held {
+            for t in tickets {
+                st.held.ack(t);
+            }
+        }
+        if self.crash_here(DrainStep::Acked) {
+            return false;
+        }
+        !st.held.is_empty() || !st.deferred.is_empty()
     }
 
     /// Shutdown: writes what the topic and its channels hold in memory to
@@ -452,26 +507,27 @@ impl Topic {
         let mut written: u64 = channels.iter().map(|c| c.persist()).sum();
         let mut st = lock(&self.state);
         let st = &mut *st;
-        let Some(disk) = st.disk.as_mut() else {
+        if !st.held.is_durable() {
             return written;
-        };
-        let (mut now_msgs, mut later) = (Vec::new(), Vec::new());
+        }
+        let mut later = Vec::new();
         let now_i = Instant::now();
         let now_ns = now_nanos();
-        for p in st.pending.drain(..) {
-            match p.due {
-                Some(due) if due > now_i => {
-                    let left = due.saturating_duration_since(now_i).as_nanos() as i64;
-                    later.push((now_ns.saturating_add(left), p.msg));
-                }
-                _ => now_msgs.push(p.msg),
+        let mut due_now = Vec::new();
+        for (msg, due) in st.deferred.drain(..) {
+            if due > now_i {
+                let left = due.saturating_duration_since(now_i).as_nanos() as i64;
+                later.push((now_ns.saturating_add(left), msg));
+            } else {
+                due_now.push(msg);
             }
         }
-        match disk
-            .put_batch(&now_msgs)
-            .and_then(|()| disk.sync().map_err(Into::into))
-        {
-            Ok(()) => written += now_msgs.len() as u64,
+        // Messages that fell due while held are written with the memory part.
+        st.held
+            .requeue(due_now.into_iter().map(|msg| Queued { msg, ticket: None }));
+        // A failed write keeps the messages in memory, like a channel's.
+        match st.held.persist() {
+            Ok(n) => written += n,
             Err(e) => {
                 tracing::error!(topic = %self.name, error = %e, "cannot write queued messages on shutdown")
             }
@@ -494,17 +550,14 @@ impl Topic {
             return;
         };
         let mut st = lock(&self.state);
-        if st.disk.is_none() {
+        if !st.held.is_durable() {
             return;
         }
         let now = Instant::now();
         for (delay, msg) in deferred_store::take(dir, &self.name, &self.opts.disk) {
             let due = now + delay;
             if st.channels.is_empty() || self.is_paused() {
-                st.pending.push_back(Pending {
-                    msg,
-                    due: Some(due),
-                });
+                st.deferred.push_back((msg, due));
             } else {
                 for ch in st.channels.values() {
                     if let Err(e) = ch.put_batch(std::slice::from_ref(&msg), Some(due)) {
@@ -521,9 +574,7 @@ impl Topic {
             ch.maybe_sync(now);
         }
         let mut st = lock(&self.state);
-        if let Some(d) = st.disk.as_mut()
-            && let Err(e) = d.maybe_sync(now)
-        {
+        if let Err(e) = st.held.maybe_sync(now) {
             drop(st);
             self.health
                 .set_error(format!("topic {} sync: {e}", self.name));

@@ -9,6 +9,7 @@ mod plugin_support;
 
 mod capacity;
 mod cluster;
+mod crash_loop;
 mod durability;
 mod http_api;
 mod http_e2e;
