@@ -2,6 +2,8 @@
 //! plugins. The binary in `main.rs` only parses configuration and binds; all
 //! serving lives here so that tests drive `server::run` on port 0.
 
+#![forbid(unsafe_code)]
+
 pub mod broker;
 pub mod cli;
 pub mod cluster;

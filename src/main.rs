@@ -3,6 +3,8 @@
 //! everything to `server::run`. Startup problems are one line on stderr and
 //! a non-zero exit.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;

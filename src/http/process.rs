@@ -65,15 +65,13 @@ fn max_fds() -> Option<u64> {
 }
 
 fn page_size() -> Option<u64> {
-    // SAFETY: sysconf only reads a configuration value.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(v).ok().filter(|&v| v > 0)
+    u64::try_from(rustix::param::page_size())
+        .ok()
+        .filter(|&v| v > 0)
 }
 
 fn clock_ticks() -> Option<u64> {
-    // SAFETY: sysconf only reads a configuration value.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(v).ok().filter(|&v| v > 0)
+    Some(rustix::param::clock_ticks_per_second()).filter(|&v| v > 0)
 }
 
 #[cfg(test)]
