@@ -47,7 +47,10 @@ pub struct FrontAlloc {
 }
 
 // SAFETY: a guest is single-threaded (see the crate docs), so the state is
-// never touched from two threads.
+// never touched from two threads. The cfg makes that a compile-time fact: on
+// any target with threads (native builds, wasm32 with the atomics feature)
+// the allocator is not `Sync`, so it cannot be put in a shared static there.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 unsafe impl Sync for FrontAlloc {}
 
 impl Default for FrontAlloc {
