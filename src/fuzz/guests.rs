@@ -18,16 +18,25 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerOptions};
-use crate::plugin::{Plugin, PluginConfig, PluginLimits, ServerLimits, load_plugins};
+use crate::config::Config;
+use crate::plugin::{Plugin, PluginConfig, PluginLimits, load_plugins};
+use crate::protocol::{Accepted, Env};
 
 /// Bound for one whole connection; real runs take well under a millisecond.
 const CONNECTION: Duration = Duration::from_secs(10);
 
-const SERVER: ServerLimits = ServerLimits {
-    max_rdy: 2500,
-    max_delay: Duration::from_secs(3600),
-    write_timeout: Duration::from_secs(5),
-};
+/// The settings the plugin host reads (max RDY 2500, max delay 1 h, as
+/// nsqd's defaults) with a short write timeout.
+fn env(broker: Broker) -> Env {
+    Env {
+        broker,
+        config: Arc::new(Config {
+            client_timeout: Duration::from_secs(5),
+            ..Config::default()
+        }),
+        shutdown: CancellationToken::new(),
+    }
+}
 
 /// One plugin, its runtime and a listener reused by every execution.
 struct Harness {
@@ -87,17 +96,13 @@ impl Harness {
             });
             let magic = self.magic;
             let serving = tokio::spawn(async move {
-                plugin
-                    .serve_stream(
-                        server,
-                        peer,
-                        magic,
-                        1,
-                        broker,
-                        SERVER,
-                        CancellationToken::new(),
-                    )
-                    .await
+                let conn = Accepted {
+                    stream: server,
+                    peer,
+                    magic,
+                    id: 1,
+                };
+                plugin.serve(conn, env(broker)).await
             });
             let talk = async {
                 let mut out = Vec::new();
@@ -123,9 +128,9 @@ impl Harness {
                 .unwrap_or_else(|_| panic!("the connection did not end within {CONNECTION:?}"));
             tokio::time::timeout(CONNECTION, serving)
                 .await
-                .expect("serve_stream returns once the client is gone")
+                .expect("serve returns once the client is gone")
                 .expect("the serving task")
-                .expect("serve_stream");
+                .expect("serve");
             n
         });
         let after = self.plugin.stats();

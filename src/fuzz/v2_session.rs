@@ -12,8 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::Config;
+use crate::protocol::Accepted;
 use crate::protocol::v2::serve;
-use crate::server::{Accepted, Context, Registry};
+use crate::server::{Context, Registry};
 
 /// Bound for one whole connection; real runs take well under a millisecond.
 const CONNECTION: Duration = Duration::from_secs(10);
@@ -88,7 +89,7 @@ fn connection(
             id: 1,
         };
         let ctx = Context::new(Config::default(), Registry::new());
-        let serving = tokio::spawn(serve(conn, ctx));
+        let serving = tokio::spawn(serve(conn, ctx.env()));
         let talk = async {
             let mut out = Vec::new();
             let (mut rd, mut wr) = client.split();

@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{HostOptions, Plugin, PluginEngine};
 
-/// The magic of NSQ's TCP protocol V2, which a plugin may only take with
-/// `override_v2: true`.
-const MAGIC_V2: [u8; 4] = *b"  V2";
+use crate::protocol::MAGIC_V2;
 
 /// One entry of `plugins:` in gateway.yaml.
 #[derive(Debug, Clone, Deserialize, Serialize)]

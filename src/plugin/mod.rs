@@ -25,9 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap};
@@ -44,6 +42,7 @@ pub use state::ServerLimits;
 use state::{Fault, HostState, Shared};
 
 use crate::broker::{Broker, ClientInfo};
+use crate::protocol::{Accepted, Env};
 
 /// Server limits for the benches' stores (no server config there).
 const BENCH_LIMITS: ServerLimits = ServerLimits {
@@ -211,42 +210,19 @@ impl Plugin {
 
     /// Serves one connection whose magic selected this plugin, until the
     /// client or the guest closes it, the guest traps, or shutdown.
-    pub async fn serve(
-        self: &Arc<Self>,
-        conn: crate::server::Accepted,
-        ctx: Arc<crate::server::Context>,
-    ) -> anyhow::Result<()> {
+    pub async fn serve(self: &Arc<Self>, conn: Accepted, env: Env) -> anyhow::Result<()> {
+        let Accepted {
+            stream,
+            peer,
+            magic,
+            id,
+        } = conn;
         let server = ServerLimits {
-            max_rdy: ctx.config.max_rdy_count,
-            max_delay: ctx.config.max_req_timeout,
-            write_timeout: ctx.config.client_timeout.max(Duration::from_secs(1)),
+            max_rdy: env.config.max_rdy_count,
+            max_delay: env.config.max_req_timeout,
+            write_timeout: env.config.client_timeout.max(Duration::from_secs(1)),
         };
-        self.serve_stream(
-            conn.stream,
-            conn.peer,
-            conn.magic,
-            conn.id,
-            ctx.broker.clone(),
-            server,
-            ctx.shutdown.clone(),
-        )
-        .await
-    }
-
-    /// `serve` without the server types: the socket, who it is, the broker
-    /// and a shutdown token. Used by `serve` and by the benches.
-    #[allow(clippy::too_many_arguments)]
-    #[doc(hidden)]
-    pub async fn serve_stream(
-        self: &Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
-        magic: [u8; 4],
-        id: u64,
-        broker: Broker,
-        server: ServerLimits,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+        let (broker, shutdown) = (env.broker, env.shutdown);
         let active = self.counters.active.fetch_add(1, Ordering::Relaxed);
         let _active = ActiveGuard(&self.counters.active);
         if active >= self.shared.limits.max_connections as u64 {

@@ -1,3 +1,40 @@
-//! Wire protocols served natively. Plugins live in `crate::plugin`.
+//! Wire protocols and the seam between them and the server. The server
+//! reads a connection's magic and hands each protocol the same two things:
+//! the `Accepted` connection and an `Env` of what a protocol may use (the
+//! broker, the settings, the shutdown signal), never the server's own
+//! state. V2 is served natively here; plugins live in `crate::plugin`, and
+//! both serve `(Accepted, Env)` with the same shape.
 
 pub mod v2;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::Config;
+
+/// The magic of NSQ's TCP protocol V2.
+pub const MAGIC_V2: [u8; 4] = *b"  V2";
+
+/// A connection whose magic has been read, handed to its protocol.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub magic: [u8; 4],
+    /// Unique client id (shown in stats and logs).
+    pub id: u64,
+}
+
+/// What a protocol may use while it serves a connection.
+#[derive(Clone)]
+pub struct Env {
+    /// The topic/channel core every protocol shares.
+    pub broker: Broker,
+    /// The settings (read-only): limits, timeouts, negotiation bounds.
+    pub config: Arc<Config>,
+    /// Cancelled on SIGINT/SIGTERM: sessions end.
+    pub shutdown: CancellationToken,
+}

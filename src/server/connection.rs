@@ -11,9 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::Context;
 use super::registry::{Handler, escape_magic};
 use super::stats::ActiveGuard;
-use super::{Accepted, Context};
+use crate::protocol::Accepted;
 
 /// `[u32 size=18][i32 frame type 1 = error]E_BAD_PROTOCOL`.
 pub(crate) const BAD_PROTOCOL_FRAME: &[u8] = b"\x00\x00\x00\x12\x00\x00\x00\x01E_BAD_PROTOCOL";
@@ -64,10 +65,10 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
         // largest state), and an idle plugin connection would keep room for
         // the ~10 KB V2 session.
         let result = match handler {
-            Handler::V2 => Box::pin(crate::protocol::v2::serve(conn, ctx.clone()))
+            Handler::V2 => Box::pin(crate::protocol::v2::serve(conn, ctx.env()))
                 .await
                 .map_err(anyhow::Error::from),
-            Handler::Plugin(plugin) => Box::pin(plugin.serve(conn, ctx.clone())).await,
+            Handler::Plugin(plugin) => Box::pin(plugin.serve(conn, ctx.env())).await,
         };
         match result {
             Ok(()) => debug!(%protocol, "client closed"),

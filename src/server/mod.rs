@@ -11,7 +11,7 @@ pub mod stats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -52,6 +52,15 @@ impl Context {
         Ok(Self::with_broker(config, registry, broker))
     }
 
+    /// What a protocol gets to serve a connection (see `protocol::Env`).
+    pub fn env(&self) -> crate::protocol::Env {
+        crate::protocol::Env {
+            broker: self.broker.clone(),
+            config: self.config.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     fn with_broker(config: Config, registry: Registry, broker: Broker) -> Arc<Context> {
         let shutdown = CancellationToken::new();
         let cluster = crate::cluster::Cluster::new(
@@ -69,15 +78,6 @@ impl Context {
             tcp_addr: std::sync::OnceLock::new(),
         })
     }
-}
-
-/// A connection whose magic has been read, handed to its protocol.
-pub struct Accepted {
-    pub stream: TcpStream,
-    pub peer: SocketAddr,
-    pub magic: [u8; 4],
-    /// Unique client id (shown in stats and logs).
-    pub id: u64,
 }
 
 /// The listeners `main` bound.

@@ -11,8 +11,7 @@ use thiserror::Error;
 use crate::config::Config;
 use crate::plugin::Plugin;
 
-/// The magic of NSQ's TCP protocol V2.
-pub const MAGIC_V2: [u8; 4] = *b"  V2";
+pub use crate::protocol::MAGIC_V2;
 
 /// What serves a connection once its magic is known.
 #[derive(Clone)]

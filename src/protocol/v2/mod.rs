@@ -10,8 +10,6 @@ pub mod error;
 pub mod identify;
 pub mod session;
 
-use std::sync::Arc;
-
 pub use codec::{Check, Limits};
 pub use command::Command;
 pub use error::{ErrorCode, ProtocolError};
@@ -20,9 +18,6 @@ pub use session::SessionError;
 /// Serves one V2 connection whose magic has been read, until the client
 /// leaves, a fatal error, or shutdown. Errors are for the caller to log in the
 /// connection's span; nothing here panics on client input.
-pub async fn serve(
-    conn: crate::server::Accepted,
-    ctx: Arc<crate::server::Context>,
-) -> Result<(), SessionError> {
-    session::Session::new(conn, ctx).run().await
+pub async fn serve(conn: super::Accepted, env: super::Env) -> Result<(), SessionError> {
+    session::Session::new(conn, env).run().await
 }

@@ -31,7 +31,7 @@ use super::identify::{self, ClientSettings, Compression, IdentifyConfig, Identif
 use crate::broker::{
     BrokerError, ClientInfo, ClientMeta, ClientRegistration, Consumer, Message, MessageId, Topic,
 };
-use crate::server::{Accepted, Context};
+use crate::protocol::{Accepted, Env};
 
 /// Why a session ended other than by the client closing cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +83,8 @@ enum Outcome {
 }
 
 pub struct Session {
-    /// Server-wide state: broker, config, shutdown.
-    ctx: Arc<Context>,
+    /// What the protocol may use: broker, config, shutdown.
+    env: Env,
     /// The socket; only `run` and `flush` use it.
     stream: TcpStream,
     /// Stats and identity shared with the channel's client list.
@@ -129,8 +129,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(conn: Accepted, ctx: Arc<Context>) -> Self {
-        let cfg = &ctx.config;
+    pub fn new(conn: Accepted, env: Env) -> Self {
+        let cfg = &env.config;
         let limits = Limits {
             max_msg_size: cfg.max_msg_size,
             max_body_size: cfg.max_body_size,
@@ -159,10 +159,10 @@ impl Session {
         meta.client_id = ip.clone();
         meta.hostname = ip;
         client.set_meta(meta);
-        let registration = ctx.broker.register_client(&client);
+        let registration = env.broker.register_client(&client);
         let now = Instant::now();
         Session {
-            ctx,
+            env,
             stream: conn.stream,
             client,
             _registration: registration,
@@ -235,7 +235,7 @@ impl Session {
                 }, if deadline.is_some() => {
                     self.on_timer().await?;
                 }
-                _ = self.ctx.shutdown.cancelled() => {
+                _ = self.env.shutdown.cancelled() => {
                     debug!("server shutting down; closing client");
                     self.flush().await?;
                     return Ok(());
@@ -469,12 +469,12 @@ impl Session {
                 ErrorCode::TooManyChannelConsumers,
                 format!(
                     "channel consumers for {}:{} exceeds limit of {}",
-                    sub.topic, sub.channel, self.ctx.config.max_channel_consumers
+                    sub.topic, sub.channel, self.env.config.max_channel_consumers
                 ),
             ),
             other => ProtocolError::new(ErrorCode::SubFailed, format!("SUB failed {other}")),
         };
-        let topic = self.ctx.broker.topic(&sub.topic).map_err(sub_failed)?;
+        let topic = self.env.broker.topic(&sub.topic).map_err(sub_failed)?;
         let channel = topic.channel(&sub.channel).map_err(sub_failed)?;
         let mut consumer = channel.subscribe(self.client.clone()).map_err(sub_failed)?;
         consumer.set_msg_timeout(self.settings.msg_timeout);
@@ -499,7 +499,7 @@ impl Session {
                 other => return other,
             }
         }
-        let topic = self.ctx.broker.topic(name)?;
+        let topic = self.env.broker.topic(name)?;
         let res = put(&topic);
         self.last_topic = Some(topic);
         res
@@ -559,7 +559,7 @@ impl Session {
             State::Init => return Err(ProtocolError::invalid("cannot RDY in current state")),
             State::Subscribed => {}
         }
-        let max = self.ctx.config.max_rdy_count;
+        let max = self.env.config.max_rdy_count;
         if r.count > max {
             // Fatal, as in nsqd: otherwise the client's idea of its RDY
             // would differ from ours. Go prints the count as an int64.
@@ -591,7 +591,7 @@ impl Session {
     }
 
     fn req(&mut self, r: Req) -> Result<(), ProtocolError> {
-        let max = self.ctx.config.max_req_timeout;
+        let max = self.env.config.max_req_timeout;
         let asked = Duration::from_millis(r.delay_ms);
         let delay = if asked > max {
             debug!(?asked, ?max, "REQ timeout out of range; clamped");
@@ -675,7 +675,7 @@ impl Session {
         let timeout = self
             .settings
             .heartbeat_interval
-            .unwrap_or(self.ctx.config.client_timeout)
+            .unwrap_or(self.env.config.client_timeout)
             .max(Duration::from_secs(1));
         let data = match self.compressor.as_mut() {
             Some(c) => {
