@@ -12,9 +12,9 @@ use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::config::PluginConfig;
 use super::state::HostState;
 use super::{bindings, capacity, wasi_io};
+use crate::config::PluginConfig;
 
 /// How the host bounds a guest's CPU time per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::acl::NamePatterns;
-use super::config::PluginLimits;
 use crate::broker::{Broker, ClientInfo, ClientRegistration, Consumer};
+use crate::config::PluginLimits;
 
 /// What a plugin's connections share: its name, limits and name patterns.
 #[derive(Debug)]
