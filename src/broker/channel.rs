@@ -2,9 +2,12 @@
 //! consumers. It holds the ready queue (a [`SpillQueue`]: memory, then its
 //! disk queue once the memory part is full) and the deferred heap;
 //! in-flight messages live in each `Consumer`, so FIN/REQ/TOUCH lock the
-//! channel only to acknowledge a message that was read from disk.
+//! channel only to acknowledge a message that was read from disk. The
+//! deferred heap and its durable forms are in [`deferred`].
 
-use std::cmp::{Ordering as CmpOrdering, Reverse};
+mod deferred;
+
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -16,40 +19,15 @@ use tokio::time::Instant;
 use super::BrokerOptions;
 use super::client::{ClientInfo, ClientStats};
 use super::consumer::Consumer;
-use super::deferred_store::{self, DeferredLog};
+use super::deferred_store::DeferredLog;
 use super::diskqueue::{DiskQueue, Ticket};
 use super::error::BrokerError;
 use super::health::Health;
-use super::message::{Message, now_nanos};
+use super::message::Message;
 use super::spill::{Queued, SpillQueue};
 use super::timers::{Timers, lock};
 use super::topic::Topic;
-
-pub(crate) struct Deferred {
-    due: Instant,
-    seq: u64,
-    item: Queued,
-    /// Its record in the channel's `DeferredLog`, acked once it is due and
-    /// written to the ready queue.
-    log_ticket: Option<Ticket>,
-}
-
-impl PartialEq for Deferred {
-    fn eq(&self, other: &Self) -> bool {
-        self.due == other.due && self.seq == other.seq
-    }
-}
-impl Eq for Deferred {}
-impl PartialOrd for Deferred {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Deferred {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (self.due, self.seq).cmp(&(other.due, other.seq))
-    }
-}
+use deferred::Deferred;
 
 struct ChannelState {
     /// The ready queue: memory up to `mem_queue_size`, then disk for a
@@ -257,41 +235,7 @@ impl Channel {
             return Ok(());
         }
         match due {
-            Some(due) if due > Instant::now() => {
-                {
-                    let mut st = lock(&self.state);
-                    let st = &mut *st;
-                    let mut tickets = Vec::new();
-                    if let Some(log) = st.log.as_mut() {
-                        let at = wall_clock(due);
-                        let items: Vec<(i64, &Message)> = msgs.iter().map(|m| (at, m)).collect();
-                        match log.record(&items) {
-                            Ok(t) => tickets = t,
-                            Err(e) => {
-                                self.health.set_error(format!(
-                                    "channel {}:{} deferred: {e}",
-                                    self.topic_name, self.name
-                                ));
-                                return Err(BrokerError::Disk(e.to_string()));
-                            }
-                        }
-                    }
-                    let mut tickets = tickets.into_iter();
-                    for msg in msgs {
-                        st.seq += 1;
-                        st.deferred.push(Reverse(Deferred {
-                            due,
-                            seq: st.seq,
-                            item: Queued {
-                                msg: msg.clone(),
-                                ticket: None,
-                            },
-                            log_ticket: tickets.next(),
-                        }));
-                    }
-                }
-                self.timers.schedule(due, Arc::downgrade(self));
-            }
+            Some(due) if due > Instant::now() => self.defer_batch(msgs, due)?,
             _ => {
                 let mut st = lock(&self.state);
                 let spilled = st.ready.put_batch(msgs);
@@ -325,43 +269,6 @@ impl Channel {
         self.notify.notify_one();
     }
 
-    /// Defers one message until `due` (REQ with a delay).
-    pub(crate) fn requeue_deferred(self: &Arc<Self>, item: Queued, due: Instant) {
-        if self.is_closed() {
-            return;
-        }
-        {
-            let mut st = lock(&self.state);
-            let st = &mut *st;
-            let mut item = item;
-            let mut log_ticket = None;
-            if let Some(log) = st.log.as_mut() {
-                match log.record(&[(wall_clock(due), &item.msg)]) {
-                    // Held by the log now: done in the ready queue.
-                    Ok(t) => {
-                        log_ticket = t.first().copied();
-                        if let Some(rt) = item.ticket.take() {
-                            st.ready.ack(rt);
-                        }
-                    }
-                    // Its ready-queue ticket stays: a crash redelivers it
-                    // from there.
-                    Err(e) => {
-                        tracing::warn!(channel = %self.name, error = %e, "cannot write a deferred message to disk")
-                    }
-                }
-            }
-            st.seq += 1;
-            st.deferred.push(Reverse(Deferred {
-                due,
-                seq: st.seq,
-                item,
-                log_ticket,
-            }));
-        }
-        self.timers.schedule(due, Arc::downgrade(self));
-    }
-
     /// Acknowledges messages read from this channel's disk queue (FINed):
     /// a restart after a crash no longer delivers them. Empties `tickets`.
     pub(crate) fn ack_all(&self, tickets: &mut Vec<Ticket>) {
@@ -388,50 +295,6 @@ impl Channel {
 
     pub(crate) fn sub_in_flight(&self, n: u64) {
         self.in_flight.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Moves deferred messages whose time has come to the ready queue.
-    pub(crate) fn process_deferred(&self, now: Instant) {
-        let moved = {
-            let mut st = lock(&self.state);
-            let st = &mut *st;
-            let mut moved = 0;
-            let (mut logged, mut log_tickets) = (Vec::new(), Vec::new());
-            while st.deferred.peek().is_some_and(|Reverse(d)| d.due <= now) {
-                if let Some(Reverse(d)) = st.deferred.pop() {
-                    match d.log_ticket {
-                        Some(t) => {
-                            logged.push(d.item.msg);
-                            log_tickets.push(t);
-                        }
-                        None => st.ready.requeue([d.item]),
-                    }
-                    moved += 1;
-                }
-            }
-            // Written to the ready queue before the log forgets them, so a
-            // crash in between delivers them at least once.
-            if !logged.is_empty() {
-                match st.ready.put_batch(&logged) {
-                    Ok(_) => {
-                        if let Some(log) = st.log.as_mut() {
-                            for t in log_tickets {
-                                log.ack(t);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %self.name, error = %e, "cannot write due deferred messages to disk; kept in memory and in the deferred log");
-                        st.ready
-                            .requeue(logged.into_iter().map(|msg| Queued { msg, ticket: None }));
-                    }
-                }
-            }
-            moved
-        };
-        if moved > 0 {
-            self.wake_all();
-        }
     }
 
     /// Pops up to `max_count` messages, stopping once `max_bytes` of bodies
@@ -519,112 +382,6 @@ impl Channel {
         format!("{topic}:{channel}")
     }
 
-    /// Shutdown: writes the memory queue and the deferred heap to disk and
-    /// fsyncs. Returns how many messages were written.
-    pub(crate) fn persist(&self) -> u64 {
-        let mut st = lock(&self.state);
-        let st = &mut *st;
-        if !st.ready.is_durable() {
-            return 0;
-        }
-        let mut written = 0;
-        if let Some(log) = st.log.as_mut() {
-            let mut items = Vec::new();
-            let (mut old, mut ready_tickets) = (Vec::new(), Vec::new());
-            for Reverse(d) in st.deferred.drain() {
-                items.push((wall_clock(d.due), d.item.msg));
-                old.extend(d.log_ticket);
-                ready_tickets.extend(d.item.ticket);
-            }
-            match log.persist(&items, &old) {
-                Ok(()) => {
-                    written += items.len() as u64;
-                    for t in ready_tickets {
-                        st.ready.ack(t);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(channel = %self.name, error = %e, "cannot save deferred messages")
-                }
-            }
-        } else if let Some(dir) = self.opts.data_path.as_deref() {
-            let now_i = Instant::now();
-            let now_ns = now_nanos();
-            let (deferred, tickets): (Vec<(i64, Message)>, Vec<Option<Ticket>>) = st
-                .deferred
-                .drain()
-                .map(|Reverse(d)| {
-                    let left = d.due.saturating_duration_since(now_i).as_nanos() as i64;
-                    ((now_ns.saturating_add(left), d.item.msg), d.item.ticket)
-                })
-                .unzip();
-            let name = Self::queue_name(&self.topic_name, &self.name);
-            match deferred_store::save(dir, &name, &self.opts.disk, &deferred) {
-                Ok(()) => {
-                    written += deferred.len() as u64;
-                    for t in tickets.into_iter().flatten() {
-                        st.ready.ack(t);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(channel = %self.name, error = %e, "cannot save deferred messages")
-                }
-            }
-        }
-        // Also fsyncs, with the acks of the deferred messages just saved.
-        match st.ready.persist() {
-            Ok(n) => written += n,
-            Err(e) => {
-                tracing::error!(channel = %self.name, error = %e, "cannot write queued messages on shutdown")
-            }
-        }
-        written
-    }
-
-    /// Creation of a channel with a deferred log: takes back what the log
-    /// holds (left by a crash or a graceful shutdown), with its due time.
-    pub(crate) fn restore_deferred_log(self: &Arc<Self>) {
-        let items = match lock(&self.state).log.as_mut() {
-            Some(log) => log.restore(),
-            None => return,
-        };
-        let now = Instant::now();
-        for (delay, msg, t) in items {
-            let due = now + delay;
-            {
-                let mut st = lock(&self.state);
-                st.seq += 1;
-                let seq = st.seq;
-                st.deferred.push(Reverse(Deferred {
-                    due,
-                    seq,
-                    item: Queued { msg, ticket: None },
-                    log_ticket: Some(t),
-                }));
-            }
-            self.timers.schedule(due, Arc::downgrade(self));
-        }
-    }
-
-    /// Startup: puts back the deferred messages a previous run saved on
-    /// shutdown (a channel with a deferred log did so at creation).
-    pub(crate) fn restore_deferred(self: &Arc<Self>) {
-        let Some(dir) = self.opts.data_path.as_deref() else {
-            return;
-        };
-        {
-            let st = lock(&self.state);
-            if !st.ready.is_durable() || st.log.is_some() {
-                return;
-            }
-        }
-        let name = Self::queue_name(&self.topic_name, &self.name);
-        let items = deferred_store::take(dir, &name, &self.opts.disk);
-        for (delay, msg) in items {
-            self.requeue_deferred(Queued { msg, ticket: None }, Instant::now() + delay);
-        }
-    }
-
     /// Applies the disk queue's `sync-timeout`.
     pub(crate) fn maybe_sync(&self, now: Instant) {
         let mut st = lock(&self.state);
@@ -670,10 +427,4 @@ pub struct ChannelStats {
     pub client_count: u64,
     pub paused: bool,
     pub clients: Vec<ClientStats>,
-}
-
-/// `due` on the wall clock, in Unix nanoseconds, for the disk.
-fn wall_clock(due: Instant) -> i64 {
-    let left = due.saturating_duration_since(Instant::now()).as_nanos() as i64;
-    now_nanos().saturating_add(left)
 }

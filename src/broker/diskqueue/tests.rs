@@ -2,13 +2,20 @@
 //! directory: order across rolls, restarts and crashes, corruption and
 //! truncation, space accounting, injected write errors and the fsync policy.
 
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
+use super::reader::READ_CHUNK;
+use super::record::HEADER_LEN;
 use super::*;
-use crate::broker::MessageId;
+use crate::broker::{Message, MessageId};
 
 /// A directory removed when the test ends.
 struct TempDir(PathBuf);
