@@ -7,7 +7,7 @@
 //! This file holds the state, the event entry points, request buffering and
 //! the command dispatch; the command families live in the submodules
 //! (`cmd` the command table, `connection` PING/HELLO/CLIENT/AUTH, `publish`
-//! PUBLISH runs, `pubsub` SUBSCRIBE/UNSUBSCRIBE, `queue` LPUSH/BRPOP/LLEN).
+//! PUBLISH runs, `pubsub` SUBSCRIBE/UNSUBSCRIBE, `queue` LPUSH/BRPOP/LLEN, `server` SELECT/CONFIG/INFO).
 
 use crate::parse::{self, Parsed};
 use crate::reply;
@@ -18,6 +18,7 @@ mod connection;
 mod publish;
 mod pubsub;
 mod queue;
+mod server;
 
 use cmd::Cmd;
 
@@ -455,33 +456,11 @@ impl Session {
             }
             Cmd::Hello => self.hello(args),
             Cmd::Client => self.client(args),
-            Cmd::Select => match std::str::from_utf8(args[0])
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
-                None => self.err("ERR value is not an integer or out of range"),
-                Some(0) => reply::simple(&mut self.out, "OK"),
-                Some(_) => self.err("ERR DB index is out of range"),
-            },
+            Cmd::Select => self.select(args[0]),
             Cmd::Auth => self.auth(args),
             Cmd::Command => reply::array(&mut self.out, 0),
-            Cmd::Config => {
-                if args[0].eq_ignore_ascii_case(b"GET") {
-                    reply::array(&mut self.out, 0);
-                } else {
-                    let text = format!(
-                        "ERR unknown subcommand '{}'. Try CONFIG HELP.",
-                        reply::clip(args[0])
-                    );
-                    self.err(&text);
-                }
-            }
-            Cmd::Info => {
-                let info = format!(
-                    "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nserver_name:nsq-gateway\r\n"
-                );
-                reply::bulk(&mut self.out, info.as_bytes());
-            }
+            Cmd::Config => self.config(args[0]),
+            Cmd::Info => self.info(),
             Cmd::Reset => {
                 self.unsubscribe_all(host, false);
                 self.name = None;
