@@ -1,8 +1,9 @@
 //! The STOMP 1.2 frame codec, pure and socket-free: an incremental `Parser`
 //! that turns bytes (in any chunking) into `Frame`s under size limits, with
 //! "not enough bytes yet" as a normal outcome; the encoders for the frames
-//! the server sends are in `frame/encode.rs` (re-exported here). Header escaping follows the spec: `\r \n \c \\` in every
-//! frame except CONNECT/STOMP/CONNECTED; an undefined escape is an error.
+//! the server sends are in `frame/encode.rs` (re-exported here). Header
+//! escaping follows the spec: `\r \n \c \\` in every frame except
+//! CONNECT/STOMP/CONNECTED; an undefined escape is an error.
 
 use std::fmt;
 
