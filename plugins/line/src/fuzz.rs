@@ -1,11 +1,11 @@
-//! Fuzz targets of the LINE parser (run natively as unit tests, see
+//! Fuzz targets of the LINE parser (`parse.rs`; run natively as unit tests, see
 //! `fuzzkit`): any line through `parse` and the body escapes, and a round
 //! trip of generated commands through the text a client would type.
 
 use fuzzkit::Fuzzer;
 use fuzzkit::arbitrary::Unstructured;
 
-use super::*;
+use crate::parse::*;
 
 /// Notes the largest allocation of a target run (test builds only; the
 /// component keeps its own allocator).

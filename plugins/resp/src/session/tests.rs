@@ -178,6 +178,28 @@ fn connection_commands() {
 }
 
 #[test]
+fn server_commands() {
+    let (mut s, mut h) = session();
+    assert_eq!(
+        run(&mut s, &mut h, &["SELECT", "x"]),
+        "-ERR value is not an integer or out of range\r\n"
+    );
+    assert_eq!(run(&mut s, &mut h, &["CONFIG", "get", "save"]), "*0\r\n");
+    assert_eq!(
+        run(&mut s, &mut h, &["CONFIG", "SET", "a", "b"]),
+        "-ERR unknown subcommand 'SET'. Try CONFIG HELP.\r\n"
+    );
+    assert_eq!(run(&mut s, &mut h, &["COMMAND", "DOCS"]), "*0\r\n");
+    let info =
+        "# Server\r\nredis_version:7.2.0\r\nredis_mode:standalone\r\nserver_name:nsq-gateway\r\n";
+    assert_eq!(
+        run(&mut s, &mut h, &["INFO"]),
+        format!("${}\r\n{info}\r\n", info.len())
+    );
+    assert!(!h.closed);
+}
+
+#[test]
 fn publish_replies_with_the_channel_count() {
     let (mut s, mut h) = session();
     assert_eq!(run(&mut s, &mut h, &["PUBLISH", "t", "hello"]), ":0\r\n");
