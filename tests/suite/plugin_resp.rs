@@ -528,7 +528,9 @@ async fn pynsq_publishes_redis_cli_subscribes_and_redis_py_pops() {
             .await
             .expect("redis-cli check");
         let args = vec!["-p".to_string(), port, "subscribe".to_string(), sub_topic];
-        clients::run_client_async(cli, args, Duration::from_secs(8)).await
+        // redis-cli subscribes until it is killed: the window must cover two
+        // Python client start-ups on a loaded CI machine, not just the wire.
+        clients::run_client_async(cli, args, Duration::from_secs(20)).await
     });
     wait_for_consumers(&server, &topic, 1).await;
     // pynsq publishes 4 (2 PUB, 2 MPUB) into the topic: the redis-cli
