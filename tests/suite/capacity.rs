@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use nsq_gateway::plugin::capacity::{MAPS_PER_CONNECTION, fd_reserve};
 
 use crate::common::binary::{BIN, Gateway, repo};
-use crate::common::{parse_msg, pub_cmd, read_frame_skip_heartbeats, temp_data_dir};
+use crate::common::{temp_data_dir, v2_round_trip};
 
 fn warn_level() -> Vec<String> {
     vec!["--log-level".to_owned(), "warn".to_owned()]
@@ -83,35 +83,6 @@ async fn open_many(addr: &str, proto: &str, n: usize) -> Vec<(TcpStream, bool)> 
         out[i] = Some((s, ok));
     }
     out.into_iter().flatten().collect()
-}
-
-/// A fresh V2 client publishes to a new topic and consumes the message back.
-async fn v2_round_trip(addr: &str) {
-    let within = Duration::from_secs(10);
-    let mut p = TcpStream::connect(addr).await.expect("connect");
-    p.write_all(b"  V2").await.expect("magic");
-    p.write_all(&pub_cmd("after-load", b"still-here"))
-        .await
-        .expect("pub");
-    let (_, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut p))
-        .await
-        .expect("PUB answered in time")
-        .expect("frame");
-    assert_eq!(data, b"OK");
-    let mut c = TcpStream::connect(addr).await.expect("connect");
-    c.write_all(b"  V2SUB after-load ch\nRDY 1\n")
-        .await
-        .expect("sub");
-    loop {
-        let (ft, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut c))
-            .await
-            .expect("message in time")
-            .expect("frame");
-        if ft == 2 {
-            assert_eq!(parse_msg(&data).body, b"still-here");
-            break;
-        }
-    }
 }
 
 /// This process's descriptor limit, raised to the hard limit.
@@ -183,7 +154,7 @@ async fn ten_thousand_connections_on_the_default_config() {
         assert_eq!(p["refused"], 0, "{p}");
     }
     // With every connection still open, a new V2 client is served at once.
-    v2_round_trip(&gw.tcp).await;
+    v2_round_trip(&gw.tcp, "after-load", b"still-here").await;
     assert!(gw.proc.alive());
     drop((v2_conns, line_conns, stomp_conns));
     let err = gw.stop();
@@ -242,7 +213,7 @@ async fn past_every_limit_connections_are_refused_and_counted() {
         assert_eq!(p["limit_hits"], 0, "{p}");
     }
     // The plugin pools are exhausted; V2 and HTTP still work.
-    v2_round_trip(&gw.tcp).await;
+    v2_round_trip(&gw.tcp, "after-load", b"still-here").await;
 
     // Now run out of descriptors: the accept loop meets EMFILE, backs off,
     // and serves again once descriptors come back.
@@ -289,7 +260,7 @@ async fn past_every_limit_connections_are_refused_and_counted() {
         .expect("nsq_accept_errors");
     println!("accept errors survived: {accept_errors}");
     assert!(accept_errors > 0, "EMFILE was never hit");
-    v2_round_trip(&gw.tcp).await;
+    v2_round_trip(&gw.tcp, "after-load", b"still-here").await;
     assert!(gw.proc.alive());
     let err = gw.stop();
     assert!(!err.contains("panicked"), "{err}");

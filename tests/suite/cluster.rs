@@ -13,6 +13,7 @@ use crate::common::binary::{
     Gateway, Proc, eventually, free_port, get_json, http, repo, start_reference,
 };
 use crate::common::clients::{expect_success, run_node, run_python};
+use crate::common::v2_round_trip;
 
 /// A real nsqlookupd on loopback.
 struct Lookupd {
@@ -351,8 +352,6 @@ fn nsqadmin_lists_the_gateway_node_with_its_topics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_lookupd_gets_everything_again_and_clients_never_wait() {
-    use crate::common::{parse_msg, pub_cmd, read_frame_skip_heartbeats};
-    use tokio::io::AsyncWriteExt;
     let (tcp_port, http_port) = (free_port(), free_port());
     let mut lookupd = Lookupd::start_on(tcp_port, http_port);
     let gw = gateway(&[&lookupd.tcp]);
@@ -366,29 +365,7 @@ async fn a_restarted_lookupd_gets_everything_again_and_clients_never_wait() {
 
     // With lookupd down, a V2 round trip is as quick as ever.
     let t0 = Instant::now();
-    let mut c = tokio::net::TcpStream::connect(&gw.tcp)
-        .await
-        .expect("connect");
-    c.write_all(b"  V2SUB down-topic ch\nRDY 1\n")
-        .await
-        .expect("sub");
-    let mut p = tokio::net::TcpStream::connect(&gw.tcp)
-        .await
-        .expect("connect");
-    p.write_all(b"  V2").await.expect("magic");
-    p.write_all(&pub_cmd("down-topic", b"while-down"))
-        .await
-        .expect("pub");
-    loop {
-        let (ft, data) = tokio::time::timeout(WAIT, read_frame_skip_heartbeats(&mut c))
-            .await
-            .expect("delivery in time")
-            .expect("frame");
-        if ft == 2 {
-            assert_eq!(parse_msg(&data).body, b"while-down");
-            break;
-        }
-    }
+    v2_round_trip(&gw.tcp, "down-topic", b"while-down").await;
     println!(
         "V2 publish-to-delivery with nsqlookupd down: {:?}",
         t0.elapsed()
@@ -451,29 +428,7 @@ async fn a_lookupd_that_sends_garbage_or_stalls_does_not_hurt() {
     while started.elapsed() < Duration::from_millis(6500) {
         round += 1;
         let t0 = Instant::now();
-        let mut c = tokio::net::TcpStream::connect(&gw.tcp)
-            .await
-            .expect("connect");
-        c.write_all(format!("  V2SUB g{round} ch\nRDY 1\n").as_bytes())
-            .await
-            .expect("sub");
-        let mut p = tokio::net::TcpStream::connect(&gw.tcp)
-            .await
-            .expect("connect");
-        p.write_all(b"  V2").await.expect("magic");
-        p.write_all(&crate::common::pub_cmd(&format!("g{round}"), b"x"))
-            .await
-            .expect("pub");
-        loop {
-            let (ft, _) =
-                tokio::time::timeout(WAIT, crate::common::read_frame_skip_heartbeats(&mut c))
-                    .await
-                    .expect("delivery in time")
-                    .expect("frame");
-            if ft == 2 {
-                break;
-            }
-        }
+        v2_round_trip(&gw.tcp, &format!("g{round}"), b"x").await;
         println!(
             "round {round}: V2 round trip with three bad lookupds took {:?}",
             t0.elapsed()

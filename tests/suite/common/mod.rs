@@ -193,3 +193,31 @@ pub async fn read_to_close(s: &mut TcpStream, d: Duration) -> Vec<u8> {
         .ok();
     all
 }
+
+/// A fresh V2 publisher PUBs `body` to `topic` (answered `OK`), and a fresh
+/// V2 consumer on channel `ch` receives it, each step within 10 s.
+pub async fn v2_round_trip(addr: &str, topic: &str, body: &[u8]) {
+    let within = Duration::from_secs(10);
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(format!("  V2SUB {topic} ch\nRDY 1\n").as_bytes())
+        .await
+        .expect("sub");
+    let mut p = TcpStream::connect(addr).await.expect("connect");
+    p.write_all(b"  V2").await.expect("magic");
+    p.write_all(&pub_cmd(topic, body)).await.expect("pub");
+    let (_, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut p))
+        .await
+        .expect("PUB answered in time")
+        .expect("frame");
+    assert_eq!(data, b"OK");
+    loop {
+        let (ft, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut c))
+            .await
+            .expect("message in time")
+            .expect("frame");
+        if ft == 2 {
+            assert_eq!(parse_msg(&data).body, body);
+            return;
+        }
+    }
+}
