@@ -6,10 +6,9 @@
 //! refused and counted while V2 and HTTP keep working. Mappings and
 //! counters are read from outside the process: `/proc/<pid>/maps`, `/stats`.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,7 +16,7 @@ use tokio::task::JoinSet;
 
 use nsq_gateway::plugin::capacity::{MAPS_PER_CONNECTION, fd_reserve};
 
-use crate::common::binary::{BIN, Gateway, repo};
+use crate::common::binary::{BIN, Gateway, eventually, http, repo};
 use crate::common::{temp_data_dir, v2_round_trip};
 
 fn warn_level() -> Vec<String> {
@@ -232,26 +231,19 @@ async fn past_every_limit_connections_are_refused_and_counted() {
     drop(extra);
     drop(line);
     drop(stomp);
-    let start = Instant::now();
-    let metrics = loop {
-        // Once descriptors are back, HTTP answers again.
-        if let Ok(mut s) = std::net::TcpStream::connect(&gw.http) {
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            let _ = write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            );
-            let mut resp = String::new();
-            if s.read_to_string(&mut resp).is_ok() && resp.contains("nsq_accept_errors") {
-                break resp;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "HTTP never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Once descriptors are back, HTTP answers again, and every plugin
+    // slot has been given back.
+    let metrics = eventually(
+        Duration::from_secs(30),
+        "HTTP back and every plugin slot given back",
+        || {
+            let (_, body) = http(&gw.http, "GET", "/metrics", b"")?;
+            let freed = body
+                .lines()
+                .any(|l| l.starts_with("nsq_plugin_slots_in_use ") && l.ends_with(" 0"));
+            (body.contains("nsq_accept_errors") && freed).then_some(body)
+        },
+    );
     let accept_errors: u64 = metrics
         .lines()
         .find(|l| l.starts_with("nsq_accept_errors"))
