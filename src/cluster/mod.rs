@@ -126,3 +126,44 @@ impl EventListener for Listener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::broker::BrokerOptions;
+
+    /// A lookupd whose queue is full is flagged to re-register everything,
+    /// and the broker's call returns at once.
+    #[test]
+    fn an_event_that_does_not_fit_flags_the_peer_for_a_resync() {
+        let broker = Broker::new(BrokerOptions::default());
+        let cluster = Cluster::new(broker.clone(), Vec::new(), CancellationToken::new());
+        let (tx, mut rx) = mpsc::channel(1);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        cluster.lock().running.insert(
+            "127.0.0.1:1".into(),
+            peer::PeerHandle {
+                tx,
+                overflowed: overflowed.clone(),
+                stop: CancellationToken::new(),
+            },
+        );
+        broker.topic("first").expect("topic");
+        assert!(!overflowed.load(Ordering::Acquire));
+        broker.topic("second").expect("topic");
+        assert!(overflowed.load(Ordering::Acquire));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(BrokerEvent::TopicCreated("first".into()))
+        );
+        broker.delete_topic("first").expect("delete");
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(BrokerEvent::TopicDeleted("first".into()))
+        );
+    }
+}
