@@ -4,7 +4,7 @@
 //! command-line flags have been applied.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -15,10 +15,11 @@ use crate::broker::diskqueue::{DiskQueueOptions, SyncPolicy};
 
 mod duration;
 pub mod plugins;
+mod settings;
 
-use duration::go_duration;
 pub use duration::{DurationDisplay, parse_duration};
 pub use plugins::{PluginConfig, PluginLimits, parse_magic};
+pub use settings::{Config, Flags};
 
 /// When disk queues fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
@@ -47,106 +48,6 @@ pub enum LogLevel {
     Warn,
     Error,
     Fatal,
-}
-
-/// Every setting of the gateway. YAML keys are nsqd's config-file names;
-/// flags are the same names with dashes.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub tcp_address: String,
-    pub http_address: String,
-    pub broadcast_address: String,
-    /// TCP port registered with nsqlookupd; 0 means the port `tcp_address`
-    /// listens on.
-    pub broadcast_tcp_port: u16,
-    /// HTTP port registered with nsqlookupd; 0 means the port
-    /// `http_address` listens on.
-    pub broadcast_http_port: u16,
-    /// nsqlookupd TCP addresses to register with.
-    pub nsqlookupd_tcp_addresses: Vec<String>,
-    pub data_path: PathBuf,
-    pub mem_queue_size: u64,
-    pub max_bytes_per_file: u64,
-    pub max_disk_bytes_per_queue: u64,
-    pub sync_every: u64,
-    #[serde(with = "go_duration")]
-    pub sync_timeout: Duration,
-    pub sync_mode: SyncMode,
-    pub max_msg_size: u64,
-    pub max_body_size: u64,
-    pub max_rdy_count: u64,
-    pub max_channel_consumers: u64,
-    #[serde(with = "go_duration")]
-    pub msg_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub max_msg_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub max_req_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub client_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub max_heartbeat_interval: Duration,
-    pub max_output_buffer_size: u64,
-    #[serde(with = "go_duration")]
-    pub max_output_buffer_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub min_output_buffer_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub output_buffer_timeout: Duration,
-    pub deflate: bool,
-    pub max_deflate_level: i32,
-    pub snappy: bool,
-    pub log_level: LogLevel,
-    pub log_format: LogFormat,
-    pub max_connections: usize,
-    #[serde(with = "go_duration")]
-    pub magic_timeout: Duration,
-    #[serde(with = "go_duration")]
-    pub shutdown_timeout: Duration,
-    pub plugins: Vec<PluginConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            tcp_address: "0.0.0.0:4150".into(),
-            http_address: "0.0.0.0:4151".into(),
-            broadcast_address: default_hostname(),
-            broadcast_tcp_port: 0,
-            broadcast_http_port: 0,
-            nsqlookupd_tcp_addresses: Vec::new(),
-            data_path: PathBuf::from("."),
-            mem_queue_size: 10_000,
-            max_bytes_per_file: 104_857_600,
-            max_disk_bytes_per_queue: 0,
-            sync_every: 2500,
-            sync_timeout: Duration::from_secs(2),
-            sync_mode: SyncMode::Batch,
-            max_msg_size: 1_048_576,
-            max_body_size: 5_242_880,
-            max_rdy_count: 2500,
-            max_channel_consumers: 0,
-            msg_timeout: Duration::from_secs(60),
-            max_msg_timeout: Duration::from_secs(15 * 60),
-            max_req_timeout: Duration::from_secs(60 * 60),
-            client_timeout: Duration::from_secs(60),
-            max_heartbeat_interval: Duration::from_secs(60),
-            max_output_buffer_size: 65_536,
-            max_output_buffer_timeout: Duration::from_secs(30),
-            min_output_buffer_timeout: Duration::from_millis(25),
-            output_buffer_timeout: Duration::from_millis(250),
-            deflate: true,
-            max_deflate_level: 6,
-            snappy: true,
-            log_level: LogLevel::Info,
-            log_format: LogFormat::Text,
-            max_connections: 100_000,
-            magic_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(10),
-            plugins: Vec::new(),
-        }
-    }
 }
 
 fn default_hostname() -> String {

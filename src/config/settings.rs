@@ -1,0 +1,204 @@
+//! The one list of settings. Each entry is declared once, here, and the
+//! `settings!` macro derives from it the `Config` field with its YAML key and
+//! default, and the command-line flag that overrides it (`Flags`, flattened
+//! into the binary's `Cli`). Names are nsqd's wherever nsqd has the setting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::go_duration;
+use super::plugins::PluginConfig;
+use super::{LogFormat, LogLevel, SyncMode, default_hostname, parse_duration};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+/// Declares every setting once: its doc (the flag's help), its flag
+/// attributes, optional serde attributes, its type and its default. Settings
+/// after `yaml_only` have no flag.
+macro_rules! settings {
+    (
+        $(
+            $(#[doc = $doc:literal])*
+            #[flag($($arg:tt)*)]
+            $(#[serde($($serde:tt)*)])?
+            $name:ident : $ty:ty = $default:expr,
+        )*
+        yaml_only {
+            $(
+                $(#[doc = $ydoc:literal])*
+                $yname:ident : $yty:ty = $ydefault:expr,
+            )*
+        }
+    ) => {
+        /// Every setting of the gateway. YAML keys are nsqd's config-file
+        /// names; flags are the same names with dashes.
+        #[derive(Debug, Clone, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])*
+                $(#[serde($($serde)*)])?
+                pub $name: $ty,
+            )*
+            $(
+                $(#[doc = $ydoc])*
+                pub $yname: $yty,
+            )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $($name: $default,)*
+                    $($yname: $ydefault,)*
+                }
+            }
+        }
+
+        /// The command-line form of every setting: each flag given overrides
+        /// the same key from `gateway.yaml`.
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct Flags {
+            $(
+                $(#[doc = $doc])*
+                #[arg($($arg)*)]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        impl Flags {
+            /// Overrides `config` with every flag that was given.
+            pub fn apply(&self, config: &mut Config) {
+                $(
+                    if let Some(v) = &self.$name {
+                        config.$name = v.clone();
+                    }
+                )*
+            }
+        }
+    };
+}
+
+settings! {
+    /// <addr>:<port> to listen on for TCP clients.
+    #[flag(long, value_name = "ADDR")]
+    tcp_address: String = "0.0.0.0:4150".into(),
+    /// <addr>:<port> to listen on for HTTP clients.
+    #[flag(long, value_name = "ADDR")]
+    http_address: String = "0.0.0.0:4151".into(),
+    /// Address registered with nsqlookupd and shown in /info (default: hostname).
+    #[flag(long, value_name = "HOST")]
+    broadcast_address: String = default_hostname(),
+    /// TCP port registered with nsqlookupd (default: the TCP listener's port).
+    #[flag(long, value_name = "PORT")]
+    broadcast_tcp_port: u16 = 0,
+    /// HTTP port registered with nsqlookupd (default: the HTTP listener's port).
+    #[flag(long, value_name = "PORT")]
+    broadcast_http_port: u16 = 0,
+    /// nsqlookupd TCP address to register with (may be given multiple times).
+    #[flag(long = "lookupd-tcp-address", value_name = "ADDR")]
+    nsqlookupd_tcp_addresses: Vec<String> = Vec::new(),
+    /// Path to store disk-backed messages and metadata.
+    #[flag(long, value_name = "PATH")]
+    data_path: PathBuf = PathBuf::from("."),
+    /// Number of messages to keep in memory (per topic/channel).
+    #[flag(long, value_name = "N")]
+    mem_queue_size: u64 = 10_000,
+    /// Number of bytes per disk queue file before rolling.
+    #[flag(long, value_name = "BYTES")]
+    max_bytes_per_file: u64 = 104_857_600,
+    /// Cap on each topic's and channel's disk queue files, in bytes (0 = unlimited).
+    #[flag(long, value_name = "BYTES")]
+    max_disk_bytes_per_queue: u64 = 0,
+    /// Number of messages per disk queue fsync (batch mode).
+    #[flag(long, value_name = "N")]
+    sync_every: u64 = 2500,
+    /// Longest time between disk queue fsyncs (batch mode).
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    sync_timeout: Duration = Duration::from_secs(2),
+    /// batch: fsync per sync-every/sync-timeout; always: fsync before answering a publish.
+    #[flag(long, value_name = "MODE", value_enum)]
+    sync_mode: SyncMode = SyncMode::Batch,
+    /// Maximum size of a single message in bytes.
+    #[flag(long, value_name = "BYTES")]
+    max_msg_size: u64 = 1_048_576,
+    /// Maximum size of a single command body (MPUB) in bytes.
+    #[flag(long, value_name = "BYTES")]
+    max_body_size: u64 = 5_242_880,
+    /// Maximum RDY count for a client.
+    #[flag(long, value_name = "N")]
+    max_rdy_count: u64 = 2500,
+    /// Maximum consumers per channel (0 = unlimited).
+    #[flag(long, value_name = "N")]
+    max_channel_consumers: u64 = 0,
+    /// Default duration to wait before auto-requeueing a message.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    msg_timeout: Duration = Duration::from_secs(60),
+    /// Maximum duration before a message will timeout.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    max_msg_timeout: Duration = Duration::from_secs(15 * 60),
+    /// Maximum requeuing timeout (REQ delay, DPUB defer).
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    max_req_timeout: Duration = Duration::from_secs(60 * 60),
+    /// Default client timeout; the default heartbeat interval is half of it.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    client_timeout: Duration = Duration::from_secs(60),
+    /// Maximum client-configurable duration of time between client heartbeats.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    max_heartbeat_interval: Duration = Duration::from_secs(60),
+    /// Maximum client-configurable size (in bytes) for a client output buffer.
+    #[flag(long, value_name = "BYTES")]
+    max_output_buffer_size: u64 = 65_536,
+    /// Maximum client-configurable duration of time between flushing to a client.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    max_output_buffer_timeout: Duration = Duration::from_secs(30),
+    /// Minimum client-configurable duration of time between flushing to a client.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    min_output_buffer_timeout: Duration = Duration::from_millis(25),
+    /// Default duration of time between flushing data to clients.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    output_buffer_timeout: Duration = Duration::from_millis(250),
+    /// Enable deflate feature negotiation (client compression).
+    #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    deflate: bool = true,
+    /// Maximum deflate compression level a client can negotiate (> values == > nsqd CPU usage).
+    #[flag(long, value_name = "LEVEL")]
+    max_deflate_level: i32 = 6,
+    /// Enable snappy feature negotiation (client compression).
+    #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    snappy: bool = true,
+    /// Log level.
+    #[flag(long, value_name = "LEVEL", value_enum)]
+    log_level: LogLevel = LogLevel::Info,
+    /// Log format: human-readable text or one JSON object per line.
+    #[flag(long, value_name = "FORMAT", value_enum)]
+    log_format: LogFormat = LogFormat::Text,
+    /// Maximum simultaneous TCP connections (all protocols).
+    #[flag(long, value_name = "N")]
+    max_connections: usize = 100_000,
+    /// How long a new connection may take to send its 4-byte protocol magic.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    magic_timeout: Duration = Duration::from_secs(10),
+    /// How long shutdown waits for sessions to finish before exiting.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    shutdown_timeout: Duration = Duration::from_secs(10),
+    yaml_only {
+        /// The WebAssembly protocol plugins and their magics.
+        plugins: Vec<PluginConfig> = Vec::new(),
+    }
+}
