@@ -21,10 +21,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nsq_gateway::app::Listeners;
 use nsq_gateway::broker::{Broker, BrokerOptions};
 use nsq_gateway::config::Config;
 use nsq_gateway::plugin::{CpuBudget, HostOptions, PluginConfig, PluginLimits, load_plugins_with};
-use nsq_gateway::server::{Context, Handler, Listeners, Registry};
+use nsq_gateway::server::{Context, Handler, Registry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -176,7 +177,7 @@ fn start_server(opts: &HostOptions, plugin: PluginConfig) -> anyhow::Result<Serv
                 };
                 let addr = tcp.local_addr().ok();
                 let _ = tx.send((addr, tokio::runtime::Handle::current()));
-                let _ = nsq_gateway::server::run(Listeners { tcp, http: None }, run_ctx).await;
+                let _ = nsq_gateway::app::run(Listeners { tcp, http: None }, run_ctx).await;
             });
         })?;
     let (addr, handle) = rx.recv()?;

@@ -1,9 +1,10 @@
 //! nsq-gateway: an NSQ-compatible message broker whose wire protocols are
 //! plugins. The binary in `main.rs` only parses configuration and binds; all
-//! serving lives here so that tests drive `server::run` on port 0.
+//! serving lives here so that tests drive `app::run` on port 0.
 
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod cluster;

@@ -1,6 +1,6 @@
 //! The `nsq-gateway` binary: parse flags and `gateway.yaml`, set up logging,
 //! load plugins, bind the listeners, install signal handlers, and hand
-//! everything to `server::run`. Startup problems are one line on stderr and
+//! everything to `app::run`. Startup problems are one line on stderr and
 //! a non-zero exit.
 
 #![forbid(unsafe_code)]
@@ -12,9 +12,10 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::info;
 
+use nsq_gateway::app::{self, Listeners};
 use nsq_gateway::cli::Cli;
 use nsq_gateway::config::Config;
-use nsq_gateway::server::{self, Context, Listeners};
+use nsq_gateway::server::{self, Context};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -70,7 +71,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tcp,
         http: Some(http),
     };
-    server::run(listeners, ctx).await
+    app::run(listeners, ctx).await
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,7 +1,6 @@
-//! The TCP server: the accept loop (connection limit, backoff on transient
-//! errors), the magic read under a timeout, registry dispatch, and graceful
-//! shutdown. `main` binds the listeners; `run` serves what it is handed, so
-//! tests bind port 0 and cancel the shutdown token themselves.
+//! The TCP server: the shared `Context`, the accept loop (connection limit,
+//! backoff on transient errors), the magic read under a timeout and registry
+//! dispatch. `app::run` starts it beside the HTTP API.
 
 mod accept;
 mod connection;
@@ -14,7 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::broker::Broker;
 use crate::config::Config;
@@ -80,66 +79,12 @@ impl Context {
     }
 }
 
-/// The listeners `main` bound.
-pub struct Listeners {
-    pub tcp: TcpListener,
-    pub http: Option<TcpListener>,
-}
-
-/// Serves until `ctx.shutdown` is cancelled, then waits up to
-/// `shutdown_timeout` for sessions to end and writes the in-memory messages
-/// of durable topics and channels to disk.
-pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> {
-    let tracker = TaskTracker::new();
-    tracker.spawn(ctx.broker.clone().run_scanner(ctx.shutdown.clone()));
-    let tcp_port = listeners.tcp.local_addr().map(|a| a.port()).unwrap_or(0);
-    let http_port = listeners
-        .http
-        .as_ref()
-        .and_then(|h| h.local_addr().ok())
-        .map_or(0, |a| a.port());
-    ctx.cluster.start(crate::cluster::PeerInfo {
-        broadcast_address: ctx.config.broadcast_address.clone(),
-        hostname: crate::http::hostname(),
-        tcp_port: match ctx.config.broadcast_tcp_port {
-            0 => tcp_port,
-            p => p,
-        },
-        http_port: match ctx.config.broadcast_http_port {
-            0 => http_port,
-            p => p,
-        },
-        version: crate::http::VERSION.to_owned(),
-    });
-    if let Some(http) = listeners.http {
-        let ctx = ctx.clone();
-        tracker.spawn(async move {
-            if let Err(e) = crate::http::serve(http, ctx).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
-    }
-    if let Ok(addr) = listeners.tcp.local_addr() {
+/// Accepts TCP connections until `ctx.shutdown` is cancelled, each session
+/// a task on `tracker` (which the caller drains).
+pub async fn serve(tcp: TcpListener, ctx: Arc<Context>, tracker: &TaskTracker) {
+    if let Ok(addr) = tcp.local_addr() {
         info!(%addr, "TCP: listening");
         let _ = ctx.tcp_addr.set(addr);
     }
-    accept::accept_loop(listeners.tcp, ctx.clone(), &tracker).await;
-    tracker.close();
-    let deadline = ctx.config.shutdown_timeout;
-    if tokio::time::timeout(deadline, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(
-            remaining = tracker.len(),
-            ?deadline,
-            "shutdown deadline passed with sessions still open; exiting anyway"
-        );
-    } else {
-        info!("all sessions closed");
-    }
-    // Sessions have ended and their consumers have put back what was in
-    // flight: write every in-memory message to disk.
-    ctx.broker.persist();
-    Ok(())
+    accept::accept_loop(tcp, ctx, tracker).await;
 }

@@ -1,4 +1,4 @@
-//! Server-level tests against `server::run` on port 0 and against the real
+//! Server-level tests against `app::run` on port 0 and against the real
 //! binary: magic dispatch, E_BAD_PROTOCOL, short reads, stalled clients, the
 //! connection limit, floods of bad connections, config errors, an address in
 //! use, and graceful shutdown on SIGTERM.

@@ -1,4 +1,4 @@
-//! Raw-byte scenarios for the native V2 protocol against `server::run` on
+//! Raw-byte scenarios for the native V2 protocol against `app::run` on
 //! port 0: every byte the client sends and every frame it gets back is
 //! spelled out, so these tests pin wire compatibility with nsqd 1.3.
 

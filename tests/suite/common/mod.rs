@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: start the gateway in-process on
 //! port 0 (exactly as `main` does, through `server::build_registry` and
-//! `server::run`), shut it down, and speak raw V2 frames.
+//! `app::run`), shut it down, and speak raw V2 frames.
 #![allow(dead_code)]
 
 pub mod binary;
@@ -15,9 +15,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use nsq_gateway::app::{self, Listeners};
 use nsq_gateway::broker::Broker;
 use nsq_gateway::config::Config;
-use nsq_gateway::server::{self, Context, Listeners};
+use nsq_gateway::server::{self, Context};
 
 /// A gateway running inside the test process.
 pub struct TestServer {
@@ -60,7 +61,7 @@ impl TestServer {
         let tcp_addr = tcp.local_addr()?;
         let http_addr = http.local_addr()?;
         let ctx = Context::open(config, registry)?;
-        let handle = tokio::spawn(server::run(
+        let handle = tokio::spawn(app::run(
             Listeners {
                 tcp,
                 http: Some(http),

@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nsq_gateway::app::Listeners;
 use nsq_gateway::config::Config;
 use nsq_gateway::plugin::{Plugin, PluginConfig, PluginLimits, load_plugins};
-use nsq_gateway::server::{Context, Handler, Listeners, Registry};
+use nsq_gateway::server::{Context, Handler, Registry};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -98,7 +99,7 @@ pub async fn start(plugins: Vec<PluginConfig>) -> Server {
     let addr = tcp.local_addr().expect("addr");
     let run_ctx = ctx.clone();
     tokio::spawn(
-        async move { nsq_gateway::server::run(Listeners { tcp, http: None }, run_ctx).await },
+        async move { nsq_gateway::app::run(Listeners { tcp, http: None }, run_ctx).await },
     );
     Server {
         addr,
