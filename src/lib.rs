@@ -14,6 +14,7 @@ pub mod logging;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
+mod sync;
 
 #[cfg(test)]
 mod fuzz;

@@ -25,8 +25,9 @@ use super::error::BrokerError;
 use super::health::Health;
 use super::message::Message;
 use super::spill::{Queued, SpillQueue};
-use super::timers::{Timers, lock};
+use super::timers::Timers;
 use super::topic::Topic;
+use crate::sync::lock;
 use deferred::Deferred;
 
 struct ChannelState {

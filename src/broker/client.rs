@@ -90,7 +90,7 @@ impl ClientInfo {
     /// command (an MPUB counts once), and a linear search: clients publish
     /// to few topics, the last one first.
     pub fn record_publish(&self, topic: &str, n: u64) {
-        let mut counts = self.pub_counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = crate::sync::lock(&self.pub_counts);
         if let Some(c) = counts.iter_mut().rev().find(|c| c.topic == topic) {
             c.count += n;
         } else if counts.len() < MAX_PUB_TOPICS {
@@ -103,11 +103,7 @@ impl ClientInfo {
 
     /// Published anything: nsqd's `IsProducer`.
     pub fn is_producer(&self) -> bool {
-        !self
-            .pub_counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        !crate::sync::lock(&self.pub_counts).is_empty()
     }
 
     /// A copy of the metadata.
@@ -145,11 +141,7 @@ impl ClientInfo {
             } else {
                 STATE_INIT
             },
-            pub_counts: self
-                .pub_counts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            pub_counts: crate::sync::lock(&self.pub_counts).clone(),
             meta,
         }
     }

@@ -15,14 +15,14 @@ pub struct Health {
 
 impl Health {
     pub fn set_error(&self, err: String) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+        *crate::sync::lock(&self.last_error) = Some(err);
         self.failing.store(true, Ordering::Release);
     }
 
     /// Marks a successful write; cheap when already healthy.
     pub fn set_ok(&self) {
         if self.failing.swap(false, Ordering::AcqRel) {
-            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *crate::sync::lock(&self.last_error) = None;
         }
     }
 
@@ -30,12 +30,7 @@ impl Health {
         if !self.failing.load(Ordering::Acquire) {
             return Ok(());
         }
-        match self
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        match crate::sync::lock(&self.last_error).clone() {
             Some(e) => Err(e),
             None => Ok(()),
         }

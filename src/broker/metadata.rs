@@ -67,7 +67,7 @@ impl MetadataStore {
     /// Writes `snapshot()` atomically. The snapshot is taken under the write
     /// lock so the last writer always writes the latest state.
     pub fn save_with(&self, snapshot: impl FnOnce() -> Metadata) -> io::Result<()> {
-        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _guard = crate::sync::lock(&self.write_lock);
         let meta = snapshot();
         let data = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
         let tmp = self.path.with_extension("dat.tmp");

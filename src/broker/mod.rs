@@ -36,11 +36,12 @@ pub use events::{BrokerEvent, EventListener};
 pub use message::{IdGenerator, MSG_ID_LEN, Message, MessageId, now_nanos};
 pub use topic::{Topic, TopicStats};
 
+use crate::sync::lock;
 use deferred_store::DeferredLog;
 use diskqueue::{DiskQueue, DiskQueueOptions};
 use health::Health;
 use metadata::{ChannelMeta, Metadata, MetadataStore, TopicMeta};
-use timers::{Timers, lock};
+use timers::Timers;
 
 /// The core's limits, with nsqd's defaults.
 #[derive(Debug, Clone)]
@@ -125,7 +126,7 @@ impl Shared {
     /// lost its last channel).
     fn remove_topic_if(&self, name: &str, topic: &Topic) {
         let removed = {
-            let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+            let mut topics = crate::sync::write(&self.topics);
             match topics.get(name) {
                 Some(t) if std::ptr::eq(Arc::as_ptr(t), topic) && t.channels().is_empty() => {
                     topics.remove(name)
@@ -205,7 +206,7 @@ impl Shared {
 
     fn snapshot(&self) -> Metadata {
         let mut topics: Vec<Arc<Topic>> = {
-            let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            let map = crate::sync::read(&self.topics);
             map.values()
                 .filter(|t| !t.is_ephemeral())
                 .cloned()
@@ -377,11 +378,7 @@ impl Broker {
         if !names::is_valid_name(name) {
             return Err(BrokerError::InvalidTopicName(name.to_owned()));
         }
-        let mut topics = self
-            .shared
-            .topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut topics = crate::sync::write(&self.shared.topics);
         if let Some(t) = topics.get(name) {
             return Ok(t.clone());
         }
@@ -413,18 +410,14 @@ impl Broker {
     }
 
     pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
-        let topics = self.shared.topics.read().unwrap_or_else(|p| p.into_inner());
+        let topics = crate::sync::read(&self.shared.topics);
         topics.get(name).cloned()
     }
 
     /// Deletes a topic with all its channels and messages.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         let removed = {
-            let mut topics = self
-                .shared
-                .topics
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut topics = crate::sync::write(&self.shared.topics);
             topics.remove(name)
         };
         let topic = removed.ok_or(BrokerError::TopicNotFound)?;
@@ -451,7 +444,7 @@ impl Broker {
     /// Every topic, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         let mut all: Vec<Arc<Topic>> = {
-            let topics = self.shared.topics.read().unwrap_or_else(|p| p.into_inner());
+            let topics = crate::sync::read(&self.shared.topics);
             topics.values().cloned().collect()
         };
         all.sort_by(|a, b| a.name().cmp(b.name()));

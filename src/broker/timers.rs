@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::channel::Channel;
 use super::topic::Topic;
+use crate::sync::lock;
 
 struct Entry {
     due: Instant,
@@ -128,10 +129,4 @@ impl Timers {
             }
         }
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it: every
-/// critical section in the broker leaves its data consistent at each step.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -21,8 +21,9 @@ use super::error::BrokerError;
 use super::health::Health;
 use super::message::{IdGenerator, Message, MessageId, now_nanos};
 use super::spill::{Queued, SpillQueue};
-use super::timers::{Timers, lock};
+use super::timers::Timers;
 use super::{BrokerOptions, Shared, names};
+use crate::sync::lock;
 
 /// Messages moved from the topic's disk queue to its channels per step.
 const DRAIN_CHUNK: usize = 1024;

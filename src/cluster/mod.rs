@@ -58,7 +58,7 @@ impl Cluster {
     }
 
     fn lock(&self) -> MutexGuard<'_, Peers> {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.peers)
     }
 
     /// Starts registering, with what IDENTIFY tells each lookupd.

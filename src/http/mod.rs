@@ -60,7 +60,7 @@ impl HttpState {
     }
 
     fn runtime(&self) -> MutexGuard<'_, RuntimeOptions> {
-        self.runtime.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.runtime)
     }
 }
 

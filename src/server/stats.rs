@@ -39,12 +39,12 @@ pub struct ProtocolStats {
 impl ServerStats {
     /// The counters of `name`, created on first use.
     pub fn protocol(&self, name: &str) -> Arc<ProtocolCounters> {
-        let mut map = self.protocols.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.protocols);
         map.entry(name.to_owned()).or_default().clone()
     }
 
     pub fn protocols(&self) -> Vec<ProtocolStats> {
-        let map = self.protocols.lock().unwrap_or_else(|p| p.into_inner());
+        let map = crate::sync::lock(&self.protocols);
         map.iter()
             .map(|(name, c)| ProtocolStats {
                 protocol: name.clone(),

@@ -14,7 +14,7 @@ use crate::broker::diskqueue::Ticket;
 use crate::broker::error::BrokerError;
 use crate::broker::message::{Message, now_nanos};
 use crate::broker::spill::Queued;
-use crate::broker::timers::lock;
+use crate::sync::lock;
 
 /// One deferred message on the heap; ordered by due time, then by arrival.
 pub(crate) struct Deferred {

@@ -53,7 +53,7 @@ struct TrackerState {
 
 impl Tracker {
     fn lock(&self) -> MutexGuard<'_, TrackerState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// A job of this queue is queued or running.
@@ -65,7 +65,7 @@ impl Tracker {
     pub fn wait_idle(&self) {
         let mut st = self.lock();
         while self.busy() {
-            st = self.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = crate::sync::wait(&self.idle, st);
         }
     }
 
@@ -164,7 +164,7 @@ fn pool() -> Option<&'static Sender<Job>> {
 
 fn worker(rx: &Mutex<Receiver<Job>>) {
     loop {
-        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let next = crate::sync::lock(&rx).recv();
         match next {
             Ok(job) => run(job),
             Err(mpsc::RecvError) => return,
