@@ -2,7 +2,7 @@
 //! in batches of 200, once per fsync policy (Batch with sync_every 2500, and
 //! Always), printed as msgs/s and MB/s.
 //!
-//! `cargo bench --bench diskqueue [-- <messages>]`; files go under
+//! `cargo bench --features bench-hooks --bench diskqueue [-- <messages>]`; files go under
 //! `$DISKQUEUE_BENCH_DIR` (default `target/diskqueue-bench`, on the real
 //! disk rather than a tmpfs, so fsync costs what it costs).
 

@@ -1,5 +1,5 @@
 //! Plugin host figures for issue 5, as a plain bench binary
-//! (`cargo bench --bench plugin`, `harness = false`):
+//! (`cargo bench --features bench-hooks --bench plugin`, `harness = false`):
 //! 1. instantiation latency per connection (Store + instance from the
 //!    `InstancePre`), p50/p99, with and without the pooling allocator;
 //! 2. memory per idle LINE connection at 10,000 connections (server RSS

@@ -248,8 +248,8 @@ impl DiskQueue {
     }
 
     /// fsync calls made so far (data and metadata), once the background
-    /// sync in flight, if any, has finished.
-    #[doc(hidden)]
+    /// sync in flight, if any, has finished. Tests and benches only.
+    #[cfg(any(test, feature = "bench-hooks"))]
     pub fn fsync_count(&self) -> u64 {
         self.bg.wait_idle();
         self.fsyncs + self.bg.fsyncs()
@@ -258,7 +258,7 @@ impl DiskQueue {
     /// Test hook: after `n` more bytes are written to segment files, the
     /// next write fails (having written up to `n` bytes, like a short write
     /// on a full disk). One-shot.
-    #[doc(hidden)]
+    #[cfg(test)]
     pub fn inject_write_error_after(&mut self, n: u64) {
         self.fail_after = Some(n);
     }

@@ -45,6 +45,7 @@ use crate::broker::{Broker, ClientInfo};
 use crate::protocol::{Accepted, Env};
 
 /// Server limits for the benches' stores (no server config there).
+#[cfg(feature = "bench-hooks")]
 const BENCH_LIMITS: ServerLimits = ServerLimits {
     max_rdy: 2500,
     max_delay: Duration::from_secs(3600),
@@ -281,7 +282,7 @@ impl Plugin {
 
     /// Creates a store and instantiates the guest, as a connection does,
     /// then drops both. For the instantiation-latency bench only.
-    #[doc(hidden)]
+    #[cfg(feature = "bench-hooks")]
     pub async fn bench_instantiate(&self, broker: &Broker) -> anyhow::Result<()> {
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let mut store = self.new_store(broker.clone(), BENCH_LIMITS, 0, peer);
@@ -294,7 +295,7 @@ impl Plugin {
     /// Instantiates the guest and runs `on-connect` as a connection does,
     /// and returns the live store: for the bench that attributes idle memory
     /// to the instance itself (no socket, no task).
-    #[doc(hidden)]
+    #[cfg(feature = "bench-hooks")]
     pub async fn bench_idle_instance(
         &self,
         broker: &Broker,

@@ -75,6 +75,7 @@ impl Tracker {
     }
 
     /// fsyncs made by finished jobs.
+    #[cfg(any(test, feature = "bench-hooks"))]
     pub fn fsyncs(&self) -> u64 {
         self.lock().fsyncs
     }
@@ -164,7 +165,7 @@ fn pool() -> Option<&'static Sender<Job>> {
 
 fn worker(rx: &Mutex<Receiver<Job>>) {
     loop {
-        let next = crate::sync::lock(&rx).recv();
+        let next = crate::sync::lock(rx).recv();
         match next {
             Ok(job) => run(job),
             Err(mpsc::RecvError) => return,
