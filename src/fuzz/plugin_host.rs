@@ -19,6 +19,7 @@ use crate::plugin::acl::NamePatterns;
 use crate::plugin::bindings::nsq::gateway::broker::Host as BrokerHost;
 use crate::plugin::bindings::nsq::gateway::connection::Host as ConnectionHost;
 use crate::plugin::bindings::nsq::gateway::types::BrokerError as WitError;
+use crate::plugin::broker::Fail;
 use crate::plugin::state::{Fault, HostState, ServerLimits, Shared};
 
 fn limits() -> PluginLimits {
@@ -99,13 +100,11 @@ fn id(u: &mut Unstructured<'_>, delivered: &[String]) -> ArbResult<String> {
 }
 
 /// The WIT result of a call; a trap must be the denied-call flood.
-fn check<T>(
-    r: wasmtime::Result<Result<T, WitError>>,
-    st: &HostState,
-) -> Option<Result<T, WitError>> {
+fn check<T>(r: Result<T, Fail>, st: &HostState) -> Option<Result<T, WitError>> {
     match r {
-        Ok(v) => Some(v),
-        Err(trap) => {
+        Ok(v) => Some(Ok(v)),
+        Err(Fail::Wit(e)) => Some(Err(e)),
+        Err(Fail::Trap(trap)) => {
             assert_eq!(
                 st.fault,
                 Some(Fault::DeniedFlood),

@@ -17,8 +17,11 @@ use crate::broker::{BrokerError, Consumer, MSG_ID_LEN, MessageId};
 /// before anything is looked up.
 const MAX_NAME_LEN: usize = 64;
 
-/// A failed import: either the WIT error for the guest, or a trap.
-enum Fail {
+/// A failed import: either the WIT error for the guest, or a trap. This is
+/// the bindings' trappable error type for `broker-error`, so every import
+/// returns `Result<_, Fail>` and `?` works on both kinds;
+/// `types::Host::convert_broker_error` splits them.
+pub(crate) enum Fail {
     Wit(WitError),
     Trap(wasmtime::Error),
 }
@@ -42,15 +45,6 @@ impl From<BrokerError> for Fail {
 impl From<WitError> for Fail {
     fn from(e: WitError) -> Self {
         Fail::Wit(e)
-    }
-}
-
-/// Splits a `Fail` into the two layers bindgen expects.
-fn wit<T>(r: Result<T, Fail>) -> wasmtime::Result<Result<T, WitError>> {
-    match r {
-        Ok(v) => Ok(Ok(v)),
-        Err(Fail::Wit(e)) => Ok(Err(e)),
-        Err(Fail::Trap(e)) => Err(e),
     }
 }
 
@@ -157,39 +151,31 @@ impl HostState {
 }
 
 impl Host for HostState {
-    fn publish(&mut self, topic: String, body: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.check_body(&body)?;
-            self.broker.topic(&topic)?.publish(Bytes::from(body))?;
-            self.client.record_publish(&topic, 1);
-            Ok(())
-        })())
+    fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.check_body(&body)?;
+        self.broker.topic(&topic)?.publish(Bytes::from(body))?;
+        self.client.record_publish(&topic, 1);
+        Ok(())
     }
 
-    fn publish_many(
-        &mut self,
-        topic: String,
-        bodies: Vec<Vec<u8>>,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            if bodies.is_empty() || bodies.len() > self.shared.limits.max_batch {
-                return Err(invalid(format!(
-                    "a batch holds 1..={} messages, got {}",
-                    self.shared.limits.max_batch,
-                    bodies.len()
-                )));
-            }
-            for b in &bodies {
-                self.check_body(b)?;
-            }
-            let count = bodies.len() as u64;
-            let bodies = bodies.into_iter().map(Bytes::from).collect();
-            self.broker.topic(&topic)?.publish_many(bodies)?;
-            self.client.record_publish(&topic, count);
-            Ok(())
-        })())
+    fn publish_many(&mut self, topic: String, bodies: Vec<Vec<u8>>) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        if bodies.is_empty() || bodies.len() > self.shared.limits.max_batch {
+            return Err(invalid(format!(
+                "a batch holds 1..={} messages, got {}",
+                self.shared.limits.max_batch,
+                bodies.len()
+            )));
+        }
+        for b in &bodies {
+            self.check_body(b)?;
+        }
+        let count = bodies.len() as u64;
+        let bodies = bodies.into_iter().map(Bytes::from).collect();
+        self.broker.topic(&topic)?.publish_many(bodies)?;
+        self.client.record_publish(&topic, count);
+        Ok(())
     }
 
     fn publish_deferred(
@@ -197,245 +183,177 @@ impl Host for HostState {
         topic: String,
         body: Vec<u8>,
         delay_ms: u32,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.check_body(&body)?;
-            let delay = self.delay(delay_ms)?;
-            self.broker
-                .topic(&topic)?
-                .publish_deferred(Bytes::from(body), delay)?;
-            self.client.record_publish(&topic, 1);
-            Ok(())
-        })())
+    ) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.check_body(&body)?;
+        let delay = self.delay(delay_ms)?;
+        self.broker
+            .topic(&topic)?
+            .publish_deferred(Bytes::from(body), delay)?;
+        self.client.record_publish(&topic, 1);
+        Ok(())
     }
 
-    fn subscribe(
-        &mut self,
-        topic: String,
-        channel: String,
-    ) -> wasmtime::Result<Result<u32, WitError>> {
-        wit((|| {
-            self.allow_channel(&topic, &channel)?;
-            let free = self.subs.iter().position(Option::is_none);
-            let live = self.subs.iter().filter(|s| s.is_some()).count();
-            if live >= self.shared.limits.max_subscriptions {
-                return Err(invalid(format!(
-                    "at most {} subscriptions per connection",
-                    self.shared.limits.max_subscriptions
-                )));
+    fn subscribe(&mut self, topic: String, channel: String) -> Result<u32, Fail> {
+        self.allow_channel(&topic, &channel)?;
+        let free = self.subs.iter().position(Option::is_none);
+        let live = self.subs.iter().filter(|s| s.is_some()).count();
+        if live >= self.shared.limits.max_subscriptions {
+            return Err(invalid(format!(
+                "at most {} subscriptions per connection",
+                self.shared.limits.max_subscriptions
+            )));
+        }
+        let consumer = self
+            .broker
+            .topic(&topic)?
+            .channel(&channel)?
+            .subscribe(self.client.clone())?;
+        let index = match free {
+            Some(i) => {
+                self.subs[i] = Some(consumer);
+                i
             }
-            let consumer = self
-                .broker
-                .topic(&topic)?
-                .channel(&channel)?
-                .subscribe(self.client.clone())?;
-            let index = match free {
-                Some(i) => {
-                    self.subs[i] = Some(consumer);
-                    i
-                }
-                None => {
-                    self.subs.push(Some(consumer));
-                    self.subs.len() - 1
-                }
-            };
-            u32::try_from(index).map_err(|_| invalid("too many subscriptions"))
-        })())
-    }
-
-    fn set_ready(&mut self, sub: u32, count: u32) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            let max = self.server.max_rdy;
-            if u64::from(count) > max {
-                return Err(invalid(format!(
-                    "ready count {count} is over the maximum {max}"
-                )));
+            None => {
+                self.subs.push(Some(consumer));
+                self.subs.len() - 1
             }
-            self.consumer(sub)?.set_ready(u64::from(count));
-            Ok(())
-        })())
+        };
+        u32::try_from(index).map_err(|_| invalid("too many subscriptions"))
     }
 
-    fn unsubscribe(&mut self, sub: u32) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.consumer(sub)?;
-            if let Some(slot) = usize::try_from(sub).ok().and_then(|i| self.subs.get_mut(i)) {
-                // Dropping the consumer requeues whatever it has in flight.
-                *slot = None;
-            }
-            Ok(())
-        })())
+    fn set_ready(&mut self, sub: u32, count: u32) -> Result<(), Fail> {
+        let max = self.server.max_rdy;
+        if u64::from(count) > max {
+            return Err(invalid(format!(
+                "ready count {count} is over the maximum {max}"
+            )));
+        }
+        self.consumer(sub)?.set_ready(u64::from(count));
+        Ok(())
     }
 
-    fn finish(&mut self, sub: u32, id: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            let id = Self::message_id(&id)?;
-            self.consumer(sub)?.finish(&id)?;
-            Ok(())
-        })())
+    fn unsubscribe(&mut self, sub: u32) -> Result<(), Fail> {
+        self.consumer(sub)?;
+        if let Some(slot) = usize::try_from(sub).ok().and_then(|i| self.subs.get_mut(i)) {
+            // Dropping the consumer requeues whatever it has in flight.
+            *slot = None;
+        }
+        Ok(())
     }
 
-    fn requeue(
-        &mut self,
-        sub: u32,
-        id: String,
-        delay_ms: u32,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            let id = Self::message_id(&id)?;
-            let delay = self.delay(delay_ms)?;
-            self.consumer(sub)?.requeue(&id, delay)?;
-            Ok(())
-        })())
+    fn finish(&mut self, sub: u32, id: String) -> Result<(), Fail> {
+        let id = Self::message_id(&id)?;
+        self.consumer(sub)?.finish(&id)?;
+        Ok(())
     }
 
-    fn touch(&mut self, sub: u32, id: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            let id = Self::message_id(&id)?;
-            self.consumer(sub)?.touch(&id)?;
-            Ok(())
-        })())
+    fn requeue(&mut self, sub: u32, id: String, delay_ms: u32) -> Result<(), Fail> {
+        let id = Self::message_id(&id)?;
+        let delay = self.delay(delay_ms)?;
+        self.consumer(sub)?.requeue(&id, delay)?;
+        Ok(())
     }
 
-    fn create_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.broker.topic(&topic)?;
-            Ok(())
-        })())
+    fn touch(&mut self, sub: u32, id: String) -> Result<(), Fail> {
+        let id = Self::message_id(&id)?;
+        self.consumer(sub)?.touch(&id)?;
+        Ok(())
     }
 
-    fn delete_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.broker.delete_topic(&topic)?;
-            Ok(())
-        })())
+    fn create_topic(&mut self, topic: String) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.broker.topic(&topic)?;
+        Ok(())
     }
 
-    fn empty_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.existing_topic(&topic)?.empty();
-            Ok(())
-        })())
+    fn delete_topic(&mut self, topic: String) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.broker.delete_topic(&topic)?;
+        Ok(())
     }
 
-    fn pause_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.existing_topic(&topic)?.pause();
-            Ok(())
-        })())
+    fn empty_topic(&mut self, topic: String) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.existing_topic(&topic)?.empty();
+        Ok(())
     }
 
-    fn unpause_topic(&mut self, topic: String) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_topic(&topic)?;
-            self.existing_topic(&topic)?.unpause();
-            Ok(())
-        })())
+    fn pause_topic(&mut self, topic: String) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.existing_topic(&topic)?.pause();
+        Ok(())
     }
 
-    fn create_channel(
-        &mut self,
-        topic: String,
-        channel: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_channel(&topic, &channel)?;
-            self.broker.topic(&topic)?.channel(&channel)?;
-            Ok(())
-        })())
+    fn unpause_topic(&mut self, topic: String) -> Result<(), Fail> {
+        self.allow_topic(&topic)?;
+        self.existing_topic(&topic)?.unpause();
+        Ok(())
     }
 
-    fn delete_channel(
-        &mut self,
-        topic: String,
-        channel: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_channel(&topic, &channel)?;
-            self.existing_topic(&topic)?.delete_channel(&channel)?;
-            Ok(())
-        })())
+    fn create_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
+        self.allow_channel(&topic, &channel)?;
+        self.broker.topic(&topic)?.channel(&channel)?;
+        Ok(())
     }
 
-    fn empty_channel(
-        &mut self,
-        topic: String,
-        channel: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_channel(&topic, &channel)?;
-            self.existing_channel(&topic, &channel)?.empty();
-            Ok(())
-        })())
+    fn delete_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
+        self.allow_channel(&topic, &channel)?;
+        self.existing_topic(&topic)?.delete_channel(&channel)?;
+        Ok(())
     }
 
-    fn pause_channel(
-        &mut self,
-        topic: String,
-        channel: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_channel(&topic, &channel)?;
-            self.existing_channel(&topic, &channel)?.pause();
-            Ok(())
-        })())
+    fn empty_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
+        self.allow_channel(&topic, &channel)?;
+        self.existing_channel(&topic, &channel)?.empty();
+        Ok(())
     }
 
-    fn unpause_channel(
-        &mut self,
-        topic: String,
-        channel: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        wit((|| {
-            self.allow_channel(&topic, &channel)?;
-            self.existing_channel(&topic, &channel)?.unpause();
-            Ok(())
-        })())
+    fn pause_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
+        self.allow_channel(&topic, &channel)?;
+        self.existing_channel(&topic, &channel)?.pause();
+        Ok(())
     }
 
-    fn stats(
-        &mut self,
-        topic: Option<String>,
-    ) -> wasmtime::Result<Result<Vec<TopicStats>, WitError>> {
-        wit((|| {
-            if let Some(t) = &topic {
-                self.allow_topic(t)?;
-            }
-            let shared = &self.shared;
-            let stats = self
-                .broker
-                .stats(topic.as_deref())
-                .into_iter()
-                .filter(|t| shared.topics.allows(&t.topic_name))
-                .map(|t| TopicStats {
-                    name: t.topic_name,
-                    depth: t.depth,
-                    message_count: t.message_count,
-                    paused: t.paused,
-                    channels: t
-                        .channels
-                        .into_iter()
-                        .filter(|c| shared.channels.allows(&c.channel_name))
-                        .map(|c| ChannelStats {
-                            name: c.channel_name,
-                            depth: c.depth,
-                            in_flight: c.in_flight_count,
-                            deferred: c.deferred_count,
-                            message_count: c.message_count,
-                            requeue_count: c.requeue_count,
-                            timeout_count: c.timeout_count,
-                            clients: u32::try_from(c.client_count).unwrap_or(u32::MAX),
-                            paused: c.paused,
-                        })
-                        .collect(),
-                })
-                .collect();
-            Ok(stats)
-        })())
+    fn unpause_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
+        self.allow_channel(&topic, &channel)?;
+        self.existing_channel(&topic, &channel)?.unpause();
+        Ok(())
+    }
+
+    fn stats(&mut self, topic: Option<String>) -> Result<Vec<TopicStats>, Fail> {
+        if let Some(t) = &topic {
+            self.allow_topic(t)?;
+        }
+        let shared = &self.shared;
+        let stats = self
+            .broker
+            .stats(topic.as_deref())
+            .into_iter()
+            .filter(|t| shared.topics.allows(&t.topic_name))
+            .map(|t| TopicStats {
+                name: t.topic_name,
+                depth: t.depth,
+                message_count: t.message_count,
+                paused: t.paused,
+                channels: t
+                    .channels
+                    .into_iter()
+                    .filter(|c| shared.channels.allows(&c.channel_name))
+                    .map(|c| ChannelStats {
+                        name: c.channel_name,
+                        depth: c.depth,
+                        in_flight: c.in_flight_count,
+                        deferred: c.deferred_count,
+                        message_count: c.message_count,
+                        requeue_count: c.requeue_count,
+                        timeout_count: c.timeout_count,
+                        clients: u32::try_from(c.client_count).unwrap_or(u32::MAX),
+                        paused: c.paused,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(stats)
     }
 }

@@ -8,7 +8,7 @@
 
 pub(crate) mod acl;
 pub(crate) mod bindings;
-mod broker;
+pub(crate) mod broker;
 pub mod capacity;
 mod config;
 mod connection;
