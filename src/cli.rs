@@ -87,6 +87,7 @@ mod tests {
             let flag = match key {
                 "plugins" => continue,
                 "nsqlookupd_tcp_addresses" => "lookupd-tcp-address".to_owned(),
+                "auth_http_addresses" => "auth-http-address".to_owned(),
                 k => k.replace('_', "-"),
             };
             assert!(flags.contains(&flag), "no flag --{flag} for `{key}`");

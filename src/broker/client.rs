@@ -24,6 +24,9 @@ pub struct ClientMeta {
     pub msg_timeout_ms: i64,
     pub heartbeat_interval_ms: i64,
     pub authed: bool,
+    /// The auth server's `identity` and `identity_url` for this client.
+    pub auth_identity: String,
+    pub auth_identity_url: String,
 }
 
 /// One connected client. Shared between its connection task (which owns the

@@ -197,6 +197,17 @@ settings! {
     #[flag(long, value_name = "DURATION", value_parser = duration)]
     #[serde(with = "go_duration")]
     shutdown_timeout: Duration = Duration::from_secs(10),
+    /// <addr>:<port> or a full url to query auth server (may be given multiple times).
+    #[flag(long = "auth-http-address", value_name = "ADDR")]
+    auth_http_addresses: Vec<String> = Vec::new(),
+    /// Timeout for HTTP connect (the auth server).
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    http_client_connect_timeout: Duration = Duration::from_secs(2),
+    /// Timeout for HTTP request (the auth server).
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    http_client_request_timeout: Duration = Duration::from_secs(5),
     yaml_only {
         /// The WebAssembly protocol plugins and their magics.
         plugins: Vec<PluginConfig> = Vec::new(),

@@ -35,6 +35,7 @@ fn env(broker: Broker) -> Env {
             ..Config::default()
         }),
         shutdown: CancellationToken::new(),
+        auth: None,
     }
 }
 

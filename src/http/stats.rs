@@ -217,6 +217,10 @@ struct ClientJson {
     user_agent: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    auth_identity_url: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub_counts: Vec<PubCount>,
     tls: bool,
@@ -247,6 +251,8 @@ impl From<&ClientStats> for ClientJson {
             snappy: c.meta.snappy,
             user_agent: c.user_agent.clone(),
             authed: c.meta.authed,
+            auth_identity: c.meta.auth_identity.clone(),
+            auth_identity_url: c.meta.auth_identity_url.clone(),
             pub_counts: c.pub_counts.clone(),
             tls: c.meta.tls,
             tls_cipher_suite: String::new(),

@@ -1,7 +1,7 @@
 //! Wire protocols and the seam between them and the server. The server
 //! reads a connection's magic and hands each protocol the same two things:
 //! the `Accepted` connection and an `Env` of what a protocol may use (the
-//! broker, the settings, the shutdown signal), never the server's own
+//! broker, the settings, the shutdown signal, the auth servers), never the server's own
 //! state. V2 is served natively here; plugins live in `crate::plugin`, and
 //! both serve `(Accepted, Env)` with the same shape.
 
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::AuthConfig;
 use crate::broker::Broker;
 use crate::config::Config;
 
@@ -37,4 +38,7 @@ pub struct Env {
     pub config: Arc<Config>,
     /// Cancelled on SIGINT/SIGTERM: sessions end.
     pub shutdown: CancellationToken,
+    /// The auth servers, when `--auth-http-address` is set: every protocol
+    /// then authorizes its clients' publishes and subscriptions.
+    pub auth: Option<Arc<AuthConfig>>,
 }

@@ -34,6 +34,8 @@ pub struct Context {
     pub tcp_addr: std::sync::OnceLock<SocketAddr>,
     /// nsqlookupd registration; started by `run` once the ports are known.
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// The auth servers, if configured (see `crate::auth`).
+    pub auth: Option<Arc<crate::auth::AuthConfig>>,
 }
 
 impl Context {
@@ -57,6 +59,7 @@ impl Context {
             broker: self.broker.clone(),
             config: self.config.clone(),
             shutdown: self.shutdown.clone(),
+            auth: self.auth.clone(),
         }
     }
 
@@ -68,6 +71,7 @@ impl Context {
             shutdown.clone(),
         );
         Arc::new(Context {
+            auth: crate::auth::AuthConfig::from_config(&config),
             broker,
             cluster,
             config: Arc::new(config),

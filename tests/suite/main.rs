@@ -4,9 +4,11 @@
 //! again: 22 binaries of half a gigabyte each filled a CI disk. One binary
 //! links once; `cargo test <file>::` still runs a single file's tests.
 
+mod auth_server;
 mod common;
 mod plugin_support;
 
+mod auth_v2;
 mod capacity;
 mod cluster;
 mod crash_loop;

@@ -86,6 +86,9 @@ pub struct IdentifyConfig {
     pub snappy: bool,
     /// Reported as `version`.
     pub version: String,
+    /// An auth server is configured: reported as `auth_required`, and the
+    /// client must AUTH before it publishes or subscribes.
+    pub auth_required: bool,
 }
 
 impl Default for IdentifyConfig {
@@ -105,6 +108,7 @@ impl Default for IdentifyConfig {
             deflate: true,
             snappy: true,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            auth_required: false,
         }
     }
 }
@@ -275,7 +279,7 @@ pub fn negotiate(
         max_deflate_level: cfg.max_deflate_level,
         snappy,
         sample_rate: i32::from(s.sample_rate),
-        auth_required: false,
+        auth_required: cfg.auth_required,
         output_buffer_size: s.output_buffer_size,
         output_buffer_timeout: s.output_buffer_timeout.map_or(0, |d| ms(d) as u64),
     };

@@ -10,12 +10,8 @@ impl Session {
         match cmd {
             Command::Nop(_) => Ok(Outcome::Continue),
             Command::Identify(i) => self.identify(&i.data),
-            Command::Auth(_) => {
-                if self.state != State::Init {
-                    return Err(ProtocolError::invalid("cannot AUTH in current state"));
-                }
-                Err(ProtocolError::new(ErrorCode::AuthDisabled, "AUTH disabled"))
-            }
+            // Answered by `authorize`, which may wait for the auth server.
+            Command::Auth(_) => Ok(Outcome::Continue),
             Command::Sub(sub) => self.sub(sub).map(|()| Outcome::Continue),
             Command::Pub(p) => self.publish(p).map(|()| Outcome::Continue),
             Command::Mpub(m) => self.mpub(m).map(|()| Outcome::Continue),
@@ -48,7 +44,11 @@ impl Session {
             .settings
             .heartbeat_interval
             .map(|hb| Instant::now() + hb);
+        let old = self.client.meta();
         let mut meta = meta_for(&self.settings);
+        meta.authed = old.authed;
+        meta.auth_identity = old.auth_identity;
+        meta.auth_identity_url = old.auth_identity_url;
         meta.client_id = data.client_id.clone().unwrap_or_default();
         meta.hostname = data.hostname.clone().unwrap_or_default();
         meta.user_agent = data.user_agent.clone().unwrap_or_default();
