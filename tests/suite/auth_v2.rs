@@ -294,3 +294,55 @@ async fn a_down_or_slow_auth_server_fails_only_the_client_waiting_for_it() {
         authed(&gw, "fast").await;
     }
 }
+
+/// The same exchanges against `addr`, as `(frame type, text)` pairs.
+async fn exchanges(addr: std::net::SocketAddr) -> Vec<(u32, String)> {
+    let conn = || async move {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"  V2").await.expect("magic");
+        s
+    };
+    let mut out = Vec::new();
+    let mut s = conn().await;
+    out.push((0, identify(&mut s).await["auth_required"].to_string()));
+    out.push(ask(&mut s, &pub_cmd("orders", b"x")).await);
+    for secret in ["wrong", "empty"] {
+        let mut s = conn().await;
+        out.push(ask(&mut s, &auth_cmd(secret)).await);
+    }
+    let mut s = conn().await;
+    out.push(ask(&mut s, &auth_cmd("good")).await);
+    out.push(ask(&mut s, &pub_cmd("orders", b"x")).await);
+    out.push(ask(&mut s, b"SUB orders shipping\n").await);
+    let mut s = conn().await;
+    out.push(ask(&mut s, &auth_cmd("good")).await);
+    out.push(ask(&mut s, &auth_cmd("good")).await);
+    out
+}
+
+#[tokio::test]
+async fn every_auth_answer_and_error_is_byte_identical_to_the_real_nsqd() {
+    let authd = AuthServer::start().await;
+    authd.set("empty", Answer::grant(60, "nobody", &[]));
+    authd.set("good", orders_publisher());
+    let gw = gateway(&[authd.addr.to_string()]).await;
+    let ours = exchanges(gw.tcp_addr).await;
+
+    let tcp = crate::common::binary::free_port();
+    let http = crate::common::binary::free_port();
+    let data = crate::common::temp_data_dir();
+    let http_addr = format!("127.0.0.1:{http}");
+    let _nsqd = crate::common::binary::start_reference(
+        "nsqd",
+        &[
+            format!("--tcp-address=127.0.0.1:{tcp}"),
+            format!("--http-address={http_addr}"),
+            format!("--auth-http-address={}", authd.addr),
+            format!("--data-path={}", data.display()),
+        ],
+        &http_addr,
+    );
+    let theirs = exchanges(format!("127.0.0.1:{tcp}").parse().expect("addr")).await;
+    assert_eq!(ours, theirs);
+    assert_eq!(ours[1].1, "E_AUTH_FIRST AUTH required before PUB");
+}
