@@ -42,6 +42,8 @@ function parseArgs (argv) {
     '--nsqd': ['nsqd', String],
     '--topic': ['topic', String],
     '--channel': ['channel', String],
+    '--auth-secret': ['authSecret', String],
+    '--denied-topic': ['deniedTopic', String],
     '--count': ['count', Number],
     '--delay-ms': ['delayMs', Number],
     '--msg-timeout-ms': ['msgTimeoutMs', Number],
@@ -313,6 +315,28 @@ const SCENARIOS = {
       r.close()
       w.close()
     }
+  },
+
+  // Publishes and consumes with --auth-secret; then a publish to
+  // --denied-topic reports the error nsqjs was given.
+  async auth (args) {
+    const opts = { authSecret: args.authSecret }
+    const w = await connectWriter(args, opts)
+    const sent = bodies('auth', args.count)
+    for (const b of sent) await publish(w, args.topic, b)
+    RESULT.sent = sent
+    await consume(args, sent.length, args.channel, opts)
+    if (args.deniedTopic) {
+      w.removeAllListeners('error')
+      w.on('error', () => {})
+      try {
+        await publish(w, args.deniedTopic, 'x')
+        RESULT.denied_error = null
+      } catch (err) {
+        RESULT.denied_error = String(err)
+      }
+    }
+    w.close()
   },
 
   async pub (args) {

@@ -471,7 +471,27 @@ async def scenario_lookupd_consume(args):
         reader.close()
 
 
+async def scenario_auth(args):
+    """Publishes and consumes with --auth-secret; then a publish to
+    --denied-topic reports the error pynsq was given."""
+    writer = nsq.Writer([args.nsqd], reconnect_interval=60.0, auth_secret=args.auth_secret)
+    await wait_until(lambda: writer.conns, 5, "the Writer to connect and AUTH")
+    sent = bodies("auth", args.count)
+    for body in sent:
+        resp = await call_pub(writer, "pub", args.topic, body.encode())
+        RESULT.setdefault("responses", []).append(resp.decode())
+    RESULT["sent"] = sent
+    await consume(args, len(sent), auth_secret=args.auth_secret)
+    if args.denied_topic:
+        try:
+            await call_pub(writer, "pub", args.denied_topic, b"x")
+            RESULT["denied_error"] = None
+        except Exception as e:  # the server's error frame, as pynsq reports it
+            RESULT["denied_error"] = str(e)
+
+
 SCENARIOS = {
+    "auth": scenario_auth,
     "lookupd_consume": scenario_lookupd_consume,
     "pub": scenario_pub,
     "mpub": scenario_mpub,
@@ -493,6 +513,8 @@ def main():
     p.add_argument("--lookupd", action="append", default=[], help="HOST:PORT of an nsqlookupd HTTP listener")
     p.add_argument("--topic", required=True)
     p.add_argument("--channel", default="ch")
+    p.add_argument("--auth-secret", default=None, help="secret for AUTH")
+    p.add_argument("--denied-topic", default=None, help="a topic the secret may not publish to")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--delay-ms", type=int, default=1000)
     p.add_argument("--msg-timeout-ms", type=int, default=1000)

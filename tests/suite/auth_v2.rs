@@ -346,3 +346,44 @@ async fn every_auth_answer_and_error_is_byte_identical_to_the_real_nsqd() {
     assert_eq!(ours, theirs);
     assert_eq!(ours[1].1, "E_AUTH_FIRST AUTH required before PUB");
 }
+
+/// pynsq and nsqjs publish and consume with `auth_secret`/`authSecret`, and
+/// see nsqd's error for a topic outside their grant.
+async fn real_client_auth(client: crate::common::scenarios::Client) {
+    let authd = AuthServer::start().await;
+    authd.set(
+        "client-secret",
+        Answer::grant(3600, "svc", &[("_auth_", &[".*"], &["publish", "subscribe"])]),
+    );
+    let config = nsq_gateway::config::Config {
+        auth_http_addresses: vec![authd.addr.to_string()],
+        ..test_config()
+    };
+    let r = client
+        .run_with(
+            config,
+            "auth",
+            &["--count", "5", "--auth-secret", "client-secret", "--denied-topic", "forbidden"],
+        )
+        .await;
+    let sent = crate::common::clients::strings(&r["sent"]);
+    assert_eq!(sent.len(), 5, "{r}");
+    let mut received = crate::common::clients::strings(&r["received"]);
+    received.sort();
+    let mut expected = sent.clone();
+    expected.sort();
+    assert_eq!(received, expected, "{r}");
+    let denied = r["denied_error"].as_str().unwrap_or_default();
+    assert!(denied.contains("E_UNAUTHORIZED"), "{r}");
+    assert!(authd.queries().iter().all(|q| q["secret"] == "client-secret"));
+}
+
+#[tokio::test]
+async fn pynsq_authenticates_and_is_refused_outside_its_grant() {
+    real_client_auth(crate::common::scenarios::Client::Pynsq).await;
+}
+
+#[tokio::test]
+async fn nsqjs_authenticates_and_is_refused_outside_its_grant() {
+    real_client_auth(crate::common::scenarios::Client::Nsqjs).await;
+}
