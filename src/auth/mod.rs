@@ -117,6 +117,11 @@ impl AuthState {
         self.authorizations.iter().any(|a| a.allows(topic, channel))
     }
 
+    /// Whether any authorization's topic pattern matches `topic`.
+    pub fn names_topic(&self, topic: &str) -> bool {
+        self.authorizations.iter().any(|a| a.topic.is_match(topic))
+    }
+
     pub fn is_expired(&self) -> bool {
         Instant::now() >= self.expires
     }

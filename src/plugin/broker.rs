@@ -69,7 +69,8 @@ impl HostState {
         )))
     }
 
-    fn allow_topic(&mut self, topic: &str) -> Result<(), Fail> {
+    /// The plugin's topic patterns (gateway.yaml `limits.topics`).
+    fn acl_topic(&mut self, topic: &str) -> Result<(), Fail> {
         if topic.len() > MAX_NAME_LEN + "#ephemeral".len() {
             return Err(Fail::Wit(WitError::InvalidTopicName));
         }
@@ -80,8 +81,9 @@ impl HostState {
         Err(self.deny("topic", topic, patterns))
     }
 
-    fn allow_channel(&mut self, topic: &str, channel: &str) -> Result<(), Fail> {
-        self.allow_topic(topic)?;
+    /// The plugin's topic and channel patterns.
+    fn acl_channel(&mut self, topic: &str, channel: &str) -> Result<(), Fail> {
+        self.acl_topic(topic)?;
         if channel.len() > MAX_NAME_LEN + "#ephemeral".len() {
             return Err(Fail::Wit(WitError::InvalidChannelName));
         }
@@ -90,6 +92,35 @@ impl HostState {
         }
         let patterns = self.shared.channels.describe();
         Err(self.deny("channel", channel, patterns))
+    }
+
+    /// A topic call: the patterns, then the auth grant's `publish`.
+    fn allow_topic(&mut self, call: &str, topic: &str) -> Result<(), Fail> {
+        self.acl_topic(topic)?;
+        let checked = self.auth.check(call, topic, "");
+        checked.map_err(|e| self.refuse(e))
+    }
+
+    /// A channel call: the patterns, then the auth grant's `subscribe`.
+    fn allow_channel(&mut self, call: &str, topic: &str, channel: &str) -> Result<(), Fail> {
+        self.acl_channel(topic, channel)?;
+        let checked = self.auth.check(call, topic, channel);
+        checked.map_err(|e| self.refuse(e))
+    }
+
+    /// Counts an auth refusal like a pattern denial, so a guest that keeps
+    /// trying is ended just the same.
+    fn refuse(&mut self, e: WitError) -> Fail {
+        self.denied = self.denied.saturating_add(1);
+        if self.denied > self.shared.limits.max_denied {
+            self.fault = Some(Fault::DeniedFlood);
+            return Fail::Trap(wasmtime::format_err!(
+                "plugin {:?} made more than {} denied broker calls",
+                self.shared.name,
+                self.shared.limits.max_denied
+            ));
+        }
+        Fail::Wit(e)
     }
 
     fn check_body(&self, body: &[u8]) -> Result<(), Fail> {
@@ -152,7 +183,7 @@ impl HostState {
 
 impl Host for HostState {
     fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("publish", &topic)?;
         self.check_body(&body)?;
         self.broker.topic(&topic)?.publish(Bytes::from(body))?;
         self.client.record_publish(&topic, 1);
@@ -160,7 +191,7 @@ impl Host for HostState {
     }
 
     fn publish_many(&mut self, topic: String, bodies: Vec<Vec<u8>>) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("publish-many", &topic)?;
         if bodies.is_empty() || bodies.len() > self.shared.limits.max_batch {
             return Err(invalid(format!(
                 "a batch holds 1..={} messages, got {}",
@@ -184,7 +215,7 @@ impl Host for HostState {
         body: Vec<u8>,
         delay_ms: u32,
     ) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("publish-deferred", &topic)?;
         self.check_body(&body)?;
         let delay = self.delay(delay_ms)?;
         self.broker
@@ -195,7 +226,7 @@ impl Host for HostState {
     }
 
     fn subscribe(&mut self, topic: String, channel: String) -> Result<u32, Fail> {
-        self.allow_channel(&topic, &channel)?;
+        self.allow_channel("subscribe", &topic, &channel)?;
         let free = self.subs.iter().position(Option::is_none);
         let live = self.subs.iter().filter(|s| s.is_some()).count();
         if live >= self.shared.limits.max_subscriptions {
@@ -262,75 +293,87 @@ impl Host for HostState {
     }
 
     fn create_topic(&mut self, topic: String) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("create-topic", &topic)?;
         self.broker.topic(&topic)?;
         Ok(())
     }
 
     fn delete_topic(&mut self, topic: String) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("delete-topic", &topic)?;
         self.broker.delete_topic(&topic)?;
         Ok(())
     }
 
     fn empty_topic(&mut self, topic: String) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("empty-topic", &topic)?;
         self.existing_topic(&topic)?.empty();
         Ok(())
     }
 
     fn pause_topic(&mut self, topic: String) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("pause-topic", &topic)?;
         self.existing_topic(&topic)?.pause();
         Ok(())
     }
 
     fn unpause_topic(&mut self, topic: String) -> Result<(), Fail> {
-        self.allow_topic(&topic)?;
+        self.allow_topic("unpause-topic", &topic)?;
         self.existing_topic(&topic)?.unpause();
         Ok(())
     }
 
     fn create_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
-        self.allow_channel(&topic, &channel)?;
+        self.allow_channel("create-channel", &topic, &channel)?;
         self.broker.topic(&topic)?.channel(&channel)?;
         Ok(())
     }
 
     fn delete_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
-        self.allow_channel(&topic, &channel)?;
+        self.allow_channel("delete-channel", &topic, &channel)?;
         self.existing_topic(&topic)?.delete_channel(&channel)?;
         Ok(())
     }
 
     fn empty_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
-        self.allow_channel(&topic, &channel)?;
+        self.allow_channel("empty-channel", &topic, &channel)?;
         self.existing_channel(&topic, &channel)?.empty();
         Ok(())
     }
 
     fn pause_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
-        self.allow_channel(&topic, &channel)?;
+        self.allow_channel("pause-channel", &topic, &channel)?;
         self.existing_channel(&topic, &channel)?.pause();
         Ok(())
     }
 
     fn unpause_channel(&mut self, topic: String, channel: String) -> Result<(), Fail> {
-        self.allow_channel(&topic, &channel)?;
+        self.allow_channel("unpause-channel", &topic, &channel)?;
         self.existing_channel(&topic, &channel)?.unpause();
         Ok(())
     }
 
     fn stats(&mut self, topic: Option<String>) -> Result<Vec<TopicStats>, Fail> {
         if let Some(t) = &topic {
-            self.allow_topic(t)?;
+            self.acl_topic(t)?;
         }
+        if self.auth.required()
+            && !self.auth.may_see(topic.as_deref().unwrap_or(""))
+            && topic.is_some()
+        {
+            let e = self
+                .auth
+                .check("stats", topic.as_deref().unwrap_or_default(), "");
+            if let Err(e) = e {
+                return Err(self.refuse(e));
+            }
+        }
+        let auth = &self.auth;
         let shared = &self.shared;
         let stats = self
             .broker
             .stats(topic.as_deref())
             .into_iter()
-            .filter(|t| shared.topics.allows(&t.topic_name))
+            .filter(|t| shared.topics.allows(&t.topic_name) && auth.may_see(&t.topic_name))
             .map(|t| TopicStats {
                 name: t.topic_name,
                 depth: t.depth,
@@ -355,5 +398,16 @@ impl Host for HostState {
             })
             .collect();
         Ok(stats)
+    }
+
+    fn auth_required(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.auth.required())
+    }
+
+    fn authenticate(&mut self, secret: String) -> Result<(), Fail> {
+        if secret.len() > self.shared.limits.max_msg_size {
+            return Err(invalid("the secret is over the message size limit"));
+        }
+        self.auth.start(secret).map_err(Fail::Wit)
     }
 }

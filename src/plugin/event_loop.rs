@@ -18,7 +18,9 @@ use wasmtime::Store;
 
 use super::Plugin;
 use super::bindings;
-use super::bindings::nsq::gateway::types::{ConnectInfo, Message as WitMessage};
+use super::bindings::nsq::gateway::types::{
+    AuthError, ConnectInfo, Identity, Message as WitMessage,
+};
 use super::state::HostState;
 use crate::broker::Message;
 
@@ -65,6 +67,7 @@ enum Event<'a> {
     Data(&'a [u8]),
     Messages(u32, &'a [WitMessage]),
     Timer,
+    Authenticated(&'a Result<Identity, AuthError>),
     Close,
 }
 
@@ -87,6 +90,15 @@ impl Conn<'_> {
             if self.store.data().close_requested {
                 break;
             }
+            // An `authenticate` the guest asked for: only this connection
+            // waits for the auth server, and it reads nothing meanwhile.
+            if self.store.data().auth.pending() {
+                let answer = self.store.data_mut().auth.run_pending().await;
+                self.call(Event::Authenticated(&answer))?;
+                continue;
+            }
+            // A grant past its ttl is asked for again before the guest runs.
+            self.store.data_mut().auth.refresh_if_expired().await;
             // Deliver whatever the ready subscriptions can take now.
             if self.deliver(&mut taken, &mut wit_msgs).await? {
                 continue;
@@ -240,6 +252,10 @@ impl Conn<'_> {
                 ("on-messages", handler.call_on_messages(store, sub, msgs))
             }
             Event::Timer => ("on-timer", handler.call_on_timer(store)),
+            Event::Authenticated(answer) => (
+                "on-authenticated",
+                handler.call_on_authenticated(store, answer.as_ref().map_err(Clone::clone)),
+            ),
             Event::Close => ("on-close", handler.call_on_close(store)),
         };
         let denied = self.store.data().denied;

@@ -7,6 +7,7 @@
 //! `PluginStats`.
 
 pub(crate) mod acl;
+mod auth;
 pub(crate) mod bindings;
 pub(crate) mod broker;
 pub mod capacity;
@@ -223,7 +224,7 @@ impl Plugin {
             max_delay: env.config.max_req_timeout,
             write_timeout: env.config.client_timeout.max(Duration::from_secs(1)),
         };
-        let (broker, shutdown) = (env.broker, env.shutdown);
+        let (broker, shutdown) = (env.broker.clone(), env.shutdown.clone());
         let active = self.counters.active.fetch_add(1, Ordering::Relaxed);
         let _active = ActiveGuard(&self.counters.active);
         if active >= self.shared.limits.max_connections as u64 {
@@ -239,6 +240,13 @@ impl Plugin {
         };
         let _ = stream.set_nodelay(true);
         let mut store = self.new_store(broker, server, id, peer);
+        store.data_mut().auth = auth::ConnAuth::new(
+            env.auth.clone(),
+            crate::auth::Credentials {
+                remote_ip: peer.ip().to_string(),
+                ..Default::default()
+            },
+        );
         let guest = match self.pre.instantiate(&mut store) {
             Ok(g) => g,
             // A trap is the guest's doing (its start code); anything else

@@ -113,6 +113,8 @@ pub(crate) struct HostState {
     pub(crate) denied: u32,
     /// Set when a host import or the limiter ended the call on purpose.
     pub(crate) fault: Option<Fault>,
+    /// Authentication against the auth server, when one is configured.
+    pub(crate) auth: super::auth::ConnAuth,
 }
 
 impl HostState {
@@ -145,6 +147,7 @@ impl HostState {
             subs: Vec::new(),
             denied: 0,
             fault: None,
+            auth: super::auth::ConnAuth::default(),
         }
     }
 }

@@ -353,7 +353,11 @@ async fn real_client_auth(client: crate::common::scenarios::Client) {
     let authd = AuthServer::start().await;
     authd.set(
         "client-secret",
-        Answer::grant(3600, "svc", &[("_auth_", &[".*"], &["publish", "subscribe"])]),
+        Answer::grant(
+            3600,
+            "svc",
+            &[("_auth_", &[".*"], &["publish", "subscribe"])],
+        ),
     );
     let config = nsq_gateway::config::Config {
         auth_http_addresses: vec![authd.addr.to_string()],
@@ -363,7 +367,14 @@ async fn real_client_auth(client: crate::common::scenarios::Client) {
         .run_with(
             config,
             "auth",
-            &["--count", "5", "--auth-secret", "client-secret", "--denied-topic", "forbidden"],
+            &[
+                "--count",
+                "5",
+                "--auth-secret",
+                "client-secret",
+                "--denied-topic",
+                "forbidden",
+            ],
         )
         .await;
     let sent = crate::common::clients::strings(&r["sent"]);
@@ -375,7 +386,12 @@ async fn real_client_auth(client: crate::common::scenarios::Client) {
     assert_eq!(received, expected, "{r}");
     let denied = r["denied_error"].as_str().unwrap_or_default();
     assert!(denied.contains("E_UNAUTHORIZED"), "{r}");
-    assert!(authd.queries().iter().all(|q| q["secret"] == "client-secret"));
+    assert!(
+        authd
+            .queries()
+            .iter()
+            .all(|q| q["secret"] == "client-secret")
+    );
 }
 
 #[tokio::test]

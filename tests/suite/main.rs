@@ -8,6 +8,7 @@ mod auth_server;
 mod common;
 mod plugin_support;
 
+mod auth_plugins;
 mod auth_v2;
 mod capacity;
 mod cluster;

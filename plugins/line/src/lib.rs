@@ -208,6 +208,12 @@ impl Guest for Line {
 
     fn on_timer() {}
 
+    /// LINE never calls `authenticate`.
+    fn on_authenticated(
+        _result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
+    ) {
+    }
+
     fn on_close() {}
 }
 
@@ -417,6 +423,11 @@ fn describe(e: &BrokerError) -> String {
         BrokerError::UnknownSubscription => "unknown subscription".into(),
         BrokerError::InvalidArgument(why) => format!("invalid argument: {why}"),
         BrokerError::Exiting => "the gateway is shutting down".into(),
+        BrokerError::AuthRequired => {
+            "an auth server is configured and LINE has no AUTH: use V2, RESP or STOMP".into()
+        }
+        BrokerError::Unauthorized(why) => format!("unauthorized: {why}"),
+        BrokerError::AuthDisabled => "no auth server is configured".into(),
     }
 }
 

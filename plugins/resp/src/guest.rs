@@ -48,6 +48,9 @@ fn failure(e: BrokerError) -> Failure {
         BrokerError::UnknownSubscription => "ERR unknown subscription".into(),
         BrokerError::InvalidArgument(why) => format!("ERR {why}"),
         BrokerError::Exiting => "ERR the gateway is shutting down".into(),
+        BrokerError::AuthRequired => "NOAUTH Authentication required.".into(),
+        BrokerError::Unauthorized(why) => format!("NOPERM {why}"),
+        BrokerError::AuthDisabled => "ERR no auth server is configured".into(),
     })
 }
 
@@ -102,6 +105,14 @@ impl Host for Imports {
     fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure> {
         broker::requeue(sub, id, 0).map_err(failure)
     }
+
+    fn auth_required(&mut self) -> bool {
+        broker::auth_required()
+    }
+
+    fn authenticate(&mut self, secret: &[u8]) -> Result<(), Failure> {
+        broker::authenticate(&String::from_utf8_lossy(secret)).map_err(failure)
+    }
 }
 
 /// Runs `f` on the connection's session, if `on-connect` made one.
@@ -118,6 +129,9 @@ struct Resp;
 impl Guest for Resp {
     fn on_connect(info: ConnectInfo) {
         let mut session = Session::new(Settings::from_pairs(&info.config), info.client_id);
+        if Imports.auth_required() {
+            session.require_auth();
+        }
         // The magic (`*<n>\r\n`) is the start of the first command.
         session.on_data(&mut Imports, &info.magic);
         SESSION.set(Some(session));
@@ -140,6 +154,12 @@ impl Guest for Resp {
 
     fn on_timer() {
         with_session(|s| s.on_timer(&mut Imports));
+    }
+
+    fn on_authenticated(
+        result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
+    ) {
+        with_session(|s| s.on_authenticated(&mut Imports, result.is_ok()));
     }
 
     fn on_close() {

@@ -60,6 +60,37 @@ pub trait Host {
     fn unsubscribe(&mut self, sub: u32);
     fn finish(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
     fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
+    /// Whether the gateway has an auth server: commands then need AUTH.
+    fn auth_required(&mut self) -> bool {
+        false
+    }
+    /// Starts asking the auth server about `secret`; the answer comes as
+    /// `Session::on_authenticated`.
+    fn authenticate(&mut self, _secret: &[u8]) -> Result<(), Failure> {
+        Err(Failure("ERR no auth server is configured".into()))
+    }
+}
+
+/// Where the connection is with the gateway's auth server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthPhase {
+    /// No auth server: AUTH behaves as a Redis without a password.
+    Open,
+    /// Commands get NOAUTH until AUTH or HELLO ... AUTH succeeds.
+    Required,
+    /// Waiting for the auth server; the pipeline behind it waits too.
+    Waiting(AfterAuth),
+    /// Authenticated.
+    Done,
+}
+
+/// What to answer once the auth server agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AfterAuth {
+    /// `+OK` (AUTH).
+    Ok,
+    /// HELLO's map, switching to `proto` and naming the client.
+    Hello { proto: u8, name: Option<Vec<u8>> },
 }
 
 /// Replies one event may queue before the rest of the pipeline waits for
@@ -166,6 +197,8 @@ pub struct Session {
     run: Option<Run>,
     /// Replies of the current event, written once at its end.
     out: Vec<u8>,
+    /// Authentication against the gateway's auth server.
+    auth: AuthPhase,
 }
 
 impl Session {
@@ -187,7 +220,50 @@ impl Session {
             snapshots: Vec::new(),
             run: None,
             out: Vec::new(),
+            auth: AuthPhase::Open,
         }
+    }
+
+    /// The gateway has an auth server: every command but AUTH, HELLO ...
+    /// AUTH and QUIT gets NOAUTH until the client authenticates.
+    pub fn require_auth(&mut self) {
+        self.auth = AuthPhase::Required;
+    }
+
+    /// Processing waits for a BRPOP or for the auth server.
+    fn paused(&self) -> bool {
+        self.blocked.is_some() || matches!(self.auth, AuthPhase::Waiting(_))
+    }
+
+    /// The auth server's answer to AUTH or HELLO ... AUTH: the reply, then
+    /// the commands pipelined behind it.
+    pub fn on_authenticated(&mut self, host: &mut impl Host, ok: bool) {
+        let AuthPhase::Waiting(after) = std::mem::replace(&mut self.auth, AuthPhase::Required)
+        else {
+            return;
+        };
+        if self.closed {
+            return;
+        }
+        if ok {
+            self.auth = AuthPhase::Done;
+            match after {
+                AfterAuth::Ok => reply::simple(&mut self.out, "OK"),
+                AfterAuth::Hello { proto, name } => {
+                    if let Some(n) = name {
+                        self.name = (!n.is_empty()).then_some(n);
+                    }
+                    self.proto = proto;
+                    self.hello_reply();
+                }
+            }
+        } else {
+            self.err("WRONGPASS invalid username-password pair or user is disabled.");
+        }
+        if !self.pending.is_empty() && !self.paused() {
+            self.run_pending(host);
+        }
+        self.flush(host);
     }
 
     /// Bytes from the client (the magic first, as the start of the stream).
@@ -195,17 +271,14 @@ impl Session {
         if self.closed {
             return;
         }
-        if self.pending.is_empty() && self.blocked.is_none() {
+        if self.pending.is_empty() && !self.paused() {
             // The common case: parse straight from the chunk, keep the tail.
             let used = self.process(host, data);
             let rest = data.get(used..).unwrap_or_default();
             if !self.closed && !rest.is_empty() && self.buffer(host, rest) {
                 self.reserve_need();
             }
-        } else if self.buffer(host, data)
-            && self.blocked.is_none()
-            && self.pending.len() >= self.need
-        {
+        } else if self.buffer(host, data) && !self.paused() && self.pending.len() >= self.need {
             self.run_pending(host);
         }
         self.flush(host);
@@ -248,7 +321,7 @@ impl Session {
         for m in rest {
             let _ = host.requeue(sub, &m.id);
         }
-        if !self.closed && self.blocked.is_none() && !self.pending.is_empty() {
+        if !self.closed && !self.paused() && !self.pending.is_empty() {
             self.run_pending(host);
         }
         self.flush(host);
@@ -266,7 +339,7 @@ impl Session {
         } else if !self.resume {
             return;
         }
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() && !self.paused() {
             self.run_pending(host);
         }
         self.flush(host);
@@ -324,7 +397,7 @@ impl Session {
         let mut pos = 0;
         self.need = 0;
         self.snapshots.clear();
-        while !self.closed && self.blocked.is_none() && pos < buf.len() {
+        while !self.closed && !self.paused() && pos < buf.len() {
             if self.out.len() >= OUT_SOFT_LIMIT {
                 // Let the host flush (and the client read) before going on.
                 self.resume = true;
@@ -435,6 +508,9 @@ impl Session {
         if (arity > 0 && n != arity) || (arity < 0 && n < -arity) {
             return self.wrong_args(cmd.name());
         }
+        if self.auth == AuthPhase::Required && !matches!(cmd, Cmd::Auth | Cmd::Hello | Cmd::Quit) {
+            return self.err("NOAUTH Authentication required.");
+        }
         // RESP3 lets a subscribed connection run any command; RESP2 does not.
         if self.proto == 2 && !self.topics.is_empty() && !cmd.allowed_subscribed() {
             let text = format!(
@@ -454,10 +530,10 @@ impl Session {
                 self.flush(host);
                 host.close();
             }
-            Cmd::Hello => self.hello(args),
+            Cmd::Hello => self.hello(host, args),
             Cmd::Client => self.client(args),
             Cmd::Select => self.select(args[0]),
-            Cmd::Auth => self.auth(args),
+            Cmd::Auth => self.auth(host, args),
             Cmd::Command => reply::array(&mut self.out, 0),
             Cmd::Config => self.config(args[0]),
             Cmd::Info => self.info(),

@@ -78,6 +78,14 @@ impl Host for Imports {
     fn requeue(&mut self, sub: u32, id: &str, delay_ms: u32) -> Result<(), String> {
         broker::requeue(sub, id, delay_ms).map_err(|e| describe(&e))
     }
+
+    fn auth_required(&mut self) -> bool {
+        broker::auth_required()
+    }
+
+    fn authenticate(&mut self, secret: &str) -> Result<(), String> {
+        broker::authenticate(secret).map_err(|e| describe(&e))
+    }
 }
 
 struct Stomp;
@@ -110,6 +118,12 @@ impl Guest for Stomp {
         STATE.with_borrow_mut(|s| s.on_timer(&mut Imports))
     }
 
+    fn on_authenticated(
+        result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
+    ) {
+        STATE.with_borrow_mut(|s| s.on_authenticated(&mut Imports, result.is_ok()))
+    }
+
     fn on_close() {}
 }
 
@@ -133,5 +147,8 @@ fn describe(e: &BrokerError) -> String {
         BrokerError::UnknownSubscription => "unknown subscription".into(),
         BrokerError::InvalidArgument(why) => format!("invalid argument: {why}"),
         BrokerError::Exiting => "the gateway is shutting down".into(),
+        BrokerError::AuthRequired => "not authenticated".into(),
+        BrokerError::Unauthorized(why) => format!("unauthorized: {why}"),
+        BrokerError::AuthDisabled => "no auth server is configured".into(),
     }
 }

@@ -32,6 +32,24 @@ pub trait Host {
     fn unsubscribe(&mut self, sub: u32);
     fn finish(&mut self, sub: u32, id: &str) -> Result<(), String>;
     fn requeue(&mut self, sub: u32, id: &str, delay_ms: u32) -> Result<(), String>;
+    /// Whether the gateway has an auth server: CONNECT's passcode is then
+    /// the secret it judges.
+    fn auth_required(&mut self) -> bool {
+        false
+    }
+    /// Starts asking the auth server about `secret`; the answer comes as
+    /// `Session::on_authenticated`.
+    fn authenticate(&mut self, _secret: &str) -> Result<(), String> {
+        Err("no auth server is configured".into())
+    }
+}
+
+/// A CONNECT waiting for the auth server.
+struct Connecting {
+    version: Version,
+    client_hb: (u64, u64),
+    /// The CONNECT frame's `receipt` header, answered with the outcome.
+    receipt: Option<String>,
 }
 
 /// One message the broker delivered to a subscription.
@@ -129,6 +147,10 @@ pub struct Session {
     closed: bool,
     /// Output of the current event, written once at its end.
     out: Vec<u8>,
+    /// The gateway has an auth server (see `Host::auth_required`).
+    auth_required: bool,
+    /// CONNECT sent its passcode to the auth server; frames behind it wait.
+    connecting: Option<Connecting>,
 }
 
 impl Default for Session {
@@ -152,6 +174,8 @@ impl Session {
             heart: Heart::default(),
             closed: false,
             out: Vec::new(),
+            auth_required: false,
+            connecting: None,
         }
     }
 
@@ -175,6 +199,7 @@ impl Session {
         self.settings = Settings::from_config(config);
         self.parser = Parser::new(self.settings.limits);
         self.client_id = client_id;
+        self.auth_required = h.auth_required();
         self.parser.push(magic);
         if self.settings.connect_timeout_ms > 0 {
             h.set_timer(Some(self.settings.connect_timeout_ms));
@@ -191,46 +216,36 @@ impl Session {
         if s.heart.expect_every > 0 {
             s.heart.last_received = h.now_ms();
         }
-        // Frames borrow the parser's buffer while the session is changed,
-        // so the parser is taken out of the state for the loop.
-        let mut parser = std::mem::replace(&mut s.parser, Parser::new(s.settings.limits));
-        parser.push_owned(data);
-        loop {
-            match parser.next_frame() {
-                Ok(Some(f)) => {
-                    let receipt = f.header("receipt").map(str::to_owned);
-                    if let Err(e) = handle(s, h, f) {
-                        send_error(s, e, receipt.as_deref());
-                        break;
-                    }
-                    if let Some(r) = receipt {
-                        receipt_frame(s, &r);
-                    }
-                    if s.closed {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let limits = parser.limits();
-                    let detail = format!(
-                        "{e}. Limits: frame {} bytes, {} headers, header line {} bytes.",
-                        limits.max_frame, limits.max_headers, limits.max_header_len
-                    );
-                    send_error(s, fatal(format!("malformed frame: {e}"), detail), None);
-                    break;
-                }
-            }
+        s.parser.push_owned(data);
+        if s.connecting.is_none() {
+            pump(s, h);
         }
-        if s.closed {
-            // Whatever follows an ERROR or DISCONNECT is dropped.
-            parser.reset();
+    }
+
+    /// The auth server's answer to CONNECT's passcode: CONNECTED and the
+    /// frames that followed it, or an ERROR and the close.
+    pub fn on_authenticated(&mut self, h: &mut impl Host, ok: bool) {
+        let Some(c) = self.connecting.take() else {
+            return;
+        };
+        if self.closed {
+            return;
         }
-        s.parser = parser;
-        flush(s, h);
-        if s.closed {
+        if !ok {
+            send_error(
+                self,
+                fatal("access refused", "the auth server refused the passcode"),
+                c.receipt.as_deref(),
+            );
+            flush(self, h);
             h.close();
+            return;
         }
+        connected(self, h, c.version, c.client_hb);
+        if let Some(r) = c.receipt {
+            receipt_frame(self, &r);
+        }
+        pump(self, h);
     }
 
     /// The `on-messages` event: MESSAGE frames for a subscription's batch.
@@ -401,6 +416,25 @@ fn connect(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
             )
         })?,
     };
+    if s.auth_required {
+        let passcode = f
+            .header("passcode")
+            .ok_or_else(|| fatal("access refused", "a passcode is required"))?;
+        h.authenticate(passcode)
+            .map_err(|e| fatal("access refused", e))?;
+        s.connecting = Some(Connecting {
+            version,
+            client_hb,
+            receipt: None,
+        });
+        return Ok(());
+    }
+    connected(s, h, version, client_hb);
+    Ok(())
+}
+
+/// Answers CONNECTED and starts the heart-beats.
+fn connected(s: &mut Session, h: &mut impl Host, version: Version, client_hb: (u64, u64)) {
     let server_hb = s.settings.heart_beat;
     let (send_every, expect_every) = rules::negotiate_heart_beat(client_hb, server_hb);
     s.version = Some(version);
@@ -427,7 +461,6 @@ fn connect(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
         last_received: now,
     };
     arm_heart_timer(s, h, now);
-    Ok(())
 }
 
 fn required<'a>(f: &'a Frame, name: &str) -> Result<&'a str, Fatal> {
@@ -453,3 +486,53 @@ fn destination<'a>(f: &'a Frame) -> Result<Destination<'a>, Fatal> {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs every complete frame in the parser until one closes the connection
+/// or a CONNECT waits for the auth server, then writes the output once (and
+/// closes after an ERROR or DISCONNECT).
+fn pump(s: &mut Session, h: &mut impl Host) {
+    // Frames borrow the parser's buffer while the session is changed, so
+    // the parser is taken out of the state for the loop.
+    let mut parser = std::mem::replace(&mut s.parser, Parser::new(s.settings.limits));
+    loop {
+        match parser.next_frame() {
+            Ok(Some(f)) => {
+                let receipt = f.header("receipt").map(str::to_owned);
+                if let Err(e) = handle(s, h, f) {
+                    send_error(s, e, receipt.as_deref());
+                    break;
+                }
+                if let Some(c) = s.connecting.as_mut() {
+                    // Answered with the auth server's verdict.
+                    c.receipt = receipt;
+                    break;
+                }
+                if let Some(r) = receipt {
+                    receipt_frame(s, &r);
+                }
+                if s.closed {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let limits = parser.limits();
+                let detail = format!(
+                    "{e}. Limits: frame {} bytes, {} headers, header line {} bytes.",
+                    limits.max_frame, limits.max_headers, limits.max_header_len
+                );
+                send_error(s, fatal(format!("malformed frame: {e}"), detail), None);
+                break;
+            }
+        }
+    }
+    if s.closed {
+        // Whatever follows an ERROR or DISCONNECT is dropped.
+        parser.reset();
+    }
+    s.parser = parser;
+    flush(s, h);
+    if s.closed {
+        h.close();
+    }
+}

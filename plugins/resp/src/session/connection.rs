@@ -2,7 +2,7 @@
 //! map), CLIENT (SETNAME/GETNAME/ID/INFO and friends), AUTH, and the
 //! wrong-arity error they share.
 
-use super::{REDIS_VERSION, Session, valid_name};
+use super::{AfterAuth, AuthPhase, Failure, Host, REDIS_VERSION, Session, valid_name};
 use crate::reply;
 
 impl Session {
@@ -26,7 +26,7 @@ impl Session {
         }
     }
 
-    pub(super) fn hello(&mut self, args: &[&[u8]]) {
+    pub(super) fn hello(&mut self, host: &mut impl Host, args: &[&[u8]]) {
         let mut proto = self.proto;
         if let Some(ver) = args.first() {
             match std::str::from_utf8(ver)
@@ -44,13 +44,15 @@ impl Session {
         }
         let mut i = 1;
         let mut name = None;
+        let mut secret = None;
         while i < args.len() {
             let opt = args[i];
             if opt.eq_ignore_ascii_case(b"AUTH") && i + 2 < args.len() {
-                if !args[i + 1].eq_ignore_ascii_case(b"default") {
+                if self.auth == AuthPhase::Open && !args[i + 1].eq_ignore_ascii_case(b"default") {
                     return self
                         .err("WRONGPASS invalid username-password pair or user is disabled.");
                 }
+                secret = Some(args[i + 2]);
                 i += 3;
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && i + 1 < args.len() {
                 if !valid_name(args[i + 1]) {
@@ -65,10 +67,32 @@ impl Session {
                 return self.err(&text);
             }
         }
+        if self.auth == AuthPhase::Required {
+            let Some(secret) = secret else {
+                return self.err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+            };
+            // The username is the client's to choose; the auth server
+            // judges the secret (the password).
+            return match host.authenticate(secret) {
+                Ok(()) => {
+                    self.auth = AuthPhase::Waiting(AfterAuth::Hello {
+                        proto,
+                        name: name.map(<[u8]>::to_vec),
+                    });
+                }
+                Err(Failure(text)) => self.err(&text),
+            };
+        }
         if let Some(n) = name {
             self.name = (!n.is_empty()).then(|| n.to_vec());
         }
         self.proto = proto;
+        self.hello_reply();
+    }
+
+    /// HELLO's server map, in the current protocol.
+    pub(super) fn hello_reply(&mut self) {
+        let proto = self.proto;
         reply::map(&mut self.out, 7, proto);
         reply::bulk(&mut self.out, b"server");
         reply::bulk(&mut self.out, b"redis");
@@ -142,8 +166,25 @@ impl Session {
         }
     }
 
-    /// AUTH as a Redis whose only user is `default` with `nopass`.
-    pub(super) fn auth(&mut self, args: &[&[u8]]) {
+    /// AUTH: with the gateway's auth server, `AUTH [user] <secret>` asks it
+    /// (the pipeline waits for the answer); without one, AUTH behaves as a
+    /// Redis whose only user is `default` with `nopass`.
+    pub(super) fn auth(&mut self, host: &mut impl Host, args: &[&[u8]]) {
+        if self.auth != AuthPhase::Open {
+            let secret = match args {
+                [secret] | [_, secret] => *secret,
+                _ => return self.err("ERR syntax error"),
+            };
+            if self.auth == AuthPhase::Done {
+                // Redis lets a client switch users; here the grant is per
+                // connection, so a second AUTH is refused.
+                return self.err("ERR this connection is already authenticated");
+            }
+            return match host.authenticate(secret) {
+                Ok(()) => self.auth = AuthPhase::Waiting(AfterAuth::Ok),
+                Err(Failure(text)) => self.err(&text),
+            };
+        }
         match args {
             [_] => self.err(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",

@@ -20,6 +20,8 @@ struct Fake {
     channels: Vec<(String, Vec<(String, u64)>)>,
     /// Successful `publish_many` calls.
     batches: usize,
+    /// Secrets passed to `authenticate`.
+    secrets: Vec<Vec<u8>>,
 }
 
 impl Host for Fake {
@@ -91,6 +93,10 @@ impl Host for Fake {
     }
     fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure> {
         self.requeued.push((sub, id.into()));
+        Ok(())
+    }
+    fn authenticate(&mut self, secret: &[u8]) -> Result<(), Failure> {
+        self.secrets.push(secret.to_vec());
         Ok(())
     }
 }
@@ -671,4 +677,49 @@ fn fuzz_session_in_any_chunking() {
             assert_eq!(whole, pieces);
             (whole.1, whole.2.len(), whole.0.len().min(64))
         });
+}
+
+#[test]
+fn with_an_auth_server_commands_wait_for_auth_and_the_pipeline_waits_for_the_answer() {
+    let (mut s, mut h) = session();
+    s.require_auth();
+    assert_eq!(
+        run(&mut s, &mut h, &["PING"]),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert!(run(&mut s, &mut h, &["HELLO", "3"]).starts_with("-NOAUTH HELLO must be called"));
+    // AUTH plus a pipelined PUBLISH: nothing runs until the answer.
+    let mut pipeline = cmd(&["AUTH", "user", "pw"]);
+    pipeline.extend(cmd(&["PUBLISH", "t", "x"]));
+    s.on_data(&mut h, &pipeline);
+    assert_eq!(h.take(), "");
+    assert_eq!(h.secrets, [b"pw".to_vec()]);
+    assert!(h.published.is_empty());
+    s.on_authenticated(&mut h, false);
+    assert_eq!(
+        h.take(),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n-NOAUTH Authentication required.\r\n"
+    );
+    s.on_data(&mut h, &pipeline);
+    s.on_authenticated(&mut h, true);
+    assert_eq!(h.take(), "+OK\r\n:0\r\n");
+    assert_eq!(h.published.len(), 1);
+    assert_eq!(
+        run(&mut s, &mut h, &["AUTH", "pw"]),
+        "-ERR this connection is already authenticated\r\n"
+    );
+}
+
+#[test]
+fn hello_auth_answers_the_map_in_the_new_protocol_once_authenticated() {
+    let (mut s, mut h) = session();
+    s.require_auth();
+    s.on_data(
+        &mut h,
+        &cmd(&["HELLO", "3", "AUTH", "u", "pw", "SETNAME", "n"]),
+    );
+    assert_eq!(h.take(), "");
+    s.on_authenticated(&mut h, true);
+    assert!(h.take().starts_with("%7\r\n"));
+    assert_eq!(run(&mut s, &mut h, &["CLIENT", "GETNAME"]), "$1\r\nn\r\n");
 }

@@ -21,6 +21,10 @@ struct Fake {
     requeued: Vec<(u32, String, u32)>,
     /// When set, `write` refuses (a full output buffer).
     refuse_writes: bool,
+    /// When set, the gateway has an auth server.
+    auth: bool,
+    /// Secrets passed to `authenticate`.
+    secrets: Vec<String>,
 }
 
 impl Host for Fake {
@@ -74,6 +78,13 @@ impl Host for Fake {
     }
     fn requeue(&mut self, sub: u32, id: &str, delay_ms: u32) -> Result<(), String> {
         self.requeued.push((sub, id.into(), delay_ms));
+        Ok(())
+    }
+    fn auth_required(&mut self) -> bool {
+        self.auth
+    }
+    fn authenticate(&mut self, secret: &str) -> Result<(), String> {
+        self.secrets.push(secret.into());
         Ok(())
     }
 }
@@ -556,4 +567,58 @@ fn malformed_frames_are_errors() {
         "{out}"
     );
     assert!(h.closed);
+}
+
+#[test]
+fn with_an_auth_server_connect_waits_for_the_passcode_verdict() {
+    let mut h = Fake {
+        now: 1_000,
+        auth: true,
+        ..Fake::default()
+    };
+    let mut s = Session::new();
+    s.on_connect(&mut h, &config(&[("heart_beat", "0,0")]), 7, b"");
+    // CONNECT and a SEND behind it: the SEND waits for the verdict.
+    s.on_data(
+        &mut h,
+        b"CONNECT\naccept-version:1.2\npasscode:pw\nreceipt:c\n\n\0SEND\ndestination:/queue/q\n\nx\0".to_vec(),
+    );
+    assert_eq!(h.take(), "");
+    assert_eq!(h.secrets, ["pw"]);
+    assert!(h.published.is_empty());
+    s.on_authenticated(&mut h, true);
+    let out = h.take();
+    assert!(out.starts_with("CONNECTED\n"), "{out}");
+    assert!(out.contains("receipt-id:c"), "{out}");
+    assert_eq!(h.published.len(), 1);
+
+    // A refused passcode: ERROR and the close.
+    let mut h = Fake {
+        auth: true,
+        ..Fake::default()
+    };
+    let mut s = Session::new();
+    s.on_connect(&mut h, &config(&[]), 7, b"");
+    s.on_data(
+        &mut h,
+        b"CONNECT\naccept-version:1.2\npasscode:no\n\n\0".to_vec(),
+    );
+    s.on_authenticated(&mut h, false);
+    let out = h.take();
+    assert!(
+        out.starts_with("ERROR\n") && out.contains("access refused"),
+        "{out}"
+    );
+    assert!(h.closed);
+
+    // No passcode at all: refused at once, without asking.
+    let mut h = Fake {
+        auth: true,
+        ..Fake::default()
+    };
+    let mut s = Session::new();
+    s.on_connect(&mut h, &config(&[]), 7, b"");
+    s.on_data(&mut h, b"CONNECT\naccept-version:1.2\n\n\0".to_vec());
+    assert!(h.take().contains("a passcode is required"));
+    assert!(h.secrets.is_empty() && h.closed);
 }

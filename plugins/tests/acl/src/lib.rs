@@ -39,6 +39,10 @@ impl Guest for Acl {
 
     fn on_messages(_sub: u32, _messages: Vec<Message>) {}
     fn on_timer() {}
+    fn on_authenticated(
+        _result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
+    ) {
+    }
     fn on_close() {}
 }
 

@@ -26,6 +26,10 @@ impl Guest for Hog {
 
     fn on_messages(_sub: u32, _messages: Vec<Message>) {}
     fn on_timer() {}
+    fn on_authenticated(
+        _result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
+    ) {
+    }
     fn on_close() {}
 }
 
