@@ -5,7 +5,6 @@
 //! links once; `cargo test <file>::` still runs a single file's tests.
 
 mod common;
-mod plugin_support;
 
 mod capacity;
 mod cluster;
