@@ -227,7 +227,12 @@ async fn past_every_limit_connections_are_refused_and_counted() {
             Err(_) => break,
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every descriptor of the gateway is in use: its accept loop is at EMFILE.
+    let fds = format!("/proc/{}/fd", gw.proc.pid());
+    eventually_blocking(Duration::from_secs(10), "the gateway at EMFILE", || {
+        let open = std::fs::read_dir(&fds).ok()?.count() as u64;
+        (open >= nofile).then_some(())
+    });
     assert!(gw.proc.alive(), "the gateway died at EMFILE");
     drop(extra);
     drop(line);
