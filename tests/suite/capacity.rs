@@ -16,7 +16,8 @@ use tokio::task::JoinSet;
 
 use nsq_gateway::plugin::capacity::{MAPS_PER_CONNECTION, fd_reserve};
 
-use crate::common::binary::{BIN, Gateway, eventually, http, repo};
+use crate::common::binary::{BIN, Gateway, http, repo};
+use crate::common::wait::eventually_blocking;
 use crate::common::{temp_data_dir, v2_round_trip};
 
 fn warn_level() -> Vec<String> {
@@ -226,14 +227,19 @@ async fn past_every_limit_connections_are_refused_and_counted() {
             Err(_) => break,
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every descriptor of the gateway is in use: its accept loop is at EMFILE.
+    let fds = format!("/proc/{}/fd", gw.proc.pid());
+    eventually_blocking(Duration::from_secs(10), "the gateway at EMFILE", || {
+        let open = std::fs::read_dir(&fds).ok()?.count() as u64;
+        (open >= nofile).then_some(())
+    });
     assert!(gw.proc.alive(), "the gateway died at EMFILE");
     drop(extra);
     drop(line);
     drop(stomp);
     // Once descriptors are back, HTTP answers again, and every plugin
     // slot has been given back.
-    let metrics = eventually(
+    let metrics = eventually_blocking(
         Duration::from_secs(30),
         "HTTP back and every plugin slot given back",
         || {

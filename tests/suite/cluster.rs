@@ -9,11 +9,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::common::binary::{
-    Gateway, Proc, eventually, free_port, get_json, http, repo, start_reference,
-};
+use crate::common::binary::{Gateway, Proc, free_port, get_json, http, repo, start_reference};
 use crate::common::clients::{expect_success, run_node, run_python};
 use crate::common::v2_round_trip;
+use crate::common::wait::eventually_blocking;
 
 /// A real nsqlookupd on loopback.
 struct Lookupd {
@@ -110,7 +109,7 @@ fn registration_follows_topics_and_channels_of_every_protocol() {
         &gw.tcp,
         b"  V2PUB v2-topic\n\x00\x00\x00\x02hiSUB v2-topic v2-ch\n",
     );
-    eventually(WAIT, "V2 topic registered", || {
+    eventually_blocking(WAIT, "V2 topic registered", || {
         lookupd
             .producers("v2-topic")
             .contains(&u64::from(port))
@@ -120,7 +119,7 @@ fn registration_follows_topics_and_channels_of_every_protocol() {
         "topic visible in nsqlookupd /lookup {:?} after it was created",
         t0.elapsed()
     );
-    eventually(WAIT, "V2 channel registered", || {
+    eventually_blocking(WAIT, "V2 channel registered", || {
         lookupd
             .registered("channel", "v2-topic", "v2-ch", port)
             .then_some(())
@@ -129,7 +128,7 @@ fn registration_follows_topics_and_channels_of_every_protocol() {
     // HTTP.
     post(&gw.http, "/topic/create?topic=http-topic");
     post(&gw.http, "/channel/create?topic=http-topic&channel=http-ch");
-    eventually(WAIT, "HTTP topic and channel registered", || {
+    eventually_blocking(WAIT, "HTTP topic and channel registered", || {
         (lookupd.registered("topic", "http-topic", "", port)
             && lookupd.registered("channel", "http-topic", "http-ch", port))
         .then_some(())
@@ -137,7 +136,7 @@ fn registration_follows_topics_and_channels_of_every_protocol() {
 
     // A plugin protocol (LINE).
     let mut line = send(&gw.tcp, b"LINE\nPUB line-topic x\nSUB line-topic line-ch\n");
-    eventually(WAIT, "LINE topic and channel registered", || {
+    eventually_blocking(WAIT, "LINE topic and channel registered", || {
         (lookupd.registered("topic", "line-topic", "", port)
             && lookupd.registered("channel", "line-topic", "line-ch", port))
         .then_some(())
@@ -145,23 +144,23 @@ fn registration_follows_topics_and_channels_of_every_protocol() {
 
     // Ephemeral: registered while consumed, gone when the consumer leaves.
     let v2_eph = send(&gw.tcp, b"  V2SUB eph-topic c#ephemeral\n");
-    eventually(WAIT, "ephemeral channel registered", || {
+    eventually_blocking(WAIT, "ephemeral channel registered", || {
         lookupd
             .registered("channel", "eph-topic", "c#ephemeral", port)
             .then_some(())
     });
     drop(v2_eph);
-    eventually(WAIT, "ephemeral channel unregistered", || {
+    eventually_blocking(WAIT, "ephemeral channel unregistered", || {
         (!lookupd.registered("channel", "eph-topic", "c#ephemeral", port)).then_some(())
     });
 
     // Deleting over HTTP unregisters.
     post(&gw.http, "/channel/delete?topic=http-topic&channel=http-ch");
-    eventually(WAIT, "channel unregistered", || {
+    eventually_blocking(WAIT, "channel unregistered", || {
         (!lookupd.registered("channel", "http-topic", "http-ch", port)).then_some(())
     });
     post(&gw.http, "/topic/delete?topic=http-topic");
-    eventually(WAIT, "topic unregistered", || {
+    eventually_blocking(WAIT, "topic unregistered", || {
         (!lookupd.producers("http-topic").contains(&u64::from(port))).then_some(())
     });
     line.write_all(b"QUIT\n").expect("quit");
@@ -186,7 +185,7 @@ fn the_lookupd_set_changes_at_run_time() {
     .expect("PUT answers");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer.trim(), body);
-    eventually(WAIT, "registered after PUT", || {
+    eventually_blocking(WAIT, "registered after PUT", || {
         lookupd
             .producers("live")
             .contains(&u64::from(port))
@@ -196,7 +195,7 @@ fn the_lookupd_set_changes_at_run_time() {
         http(&gw.http, "PUT", "/config/nsqlookupd_tcp_addresses", b"[]").expect("PUT answers");
     assert_eq!(status, 200);
     // The connection closes, and lookupd drops the node.
-    eventually(WAIT, "gone after PUT []", || {
+    eventually_blocking(WAIT, "gone after PUT []", || {
         (!lookupd.producers("live").contains(&u64::from(port))).then_some(())
     });
     let (status, _) = http(
@@ -253,7 +252,7 @@ async fn pynsq_and_nsqjs_consume_from_two_gateways_and_nsqd_through_lookupd() {
         for (name, addr) in [("gw1", &gw1.http), ("gw2", &gw2.http), ("nsqd", &nsqd_http)] {
             sent.extend(publish(addr, topic, &format!("{client}-{name}"), 5));
         }
-        eventually(WAIT, "three producers in lookupd", || {
+        eventually_blocking(WAIT, "three producers in lookupd", || {
             (lookupd.producers(topic).len() == 3).then_some(())
         });
         let args = vec![
@@ -316,7 +315,7 @@ fn nsqadmin_lists_the_gateway_node_with_its_topics() {
         &admin_http,
     );
     let port = u64::from(port_of(&gw.tcp));
-    let node = eventually(WAIT, "nsqadmin lists the gateway", || {
+    let node = eventually_blocking(WAIT, "nsqadmin lists the gateway", || {
         let nodes = get_json(&admin_http, "/api/nodes")?;
         nodes["nodes"]
             .as_array()?
@@ -358,7 +357,7 @@ async fn a_restarted_lookupd_gets_everything_again_and_clients_never_wait() {
     let port = u64::from(port_of(&gw.tcp));
     post(&gw.http, "/topic/create?topic=restart");
     post(&gw.http, "/channel/create?topic=restart&channel=c");
-    eventually(WAIT, "registered", || {
+    eventually_blocking(WAIT, "registered", || {
         lookupd.producers("restart").contains(&port).then_some(())
     });
     lookupd.proc.kill();
@@ -373,7 +372,7 @@ async fn a_restarted_lookupd_gets_everything_again_and_clients_never_wait() {
 
     let lookupd = Lookupd::start_on(tcp_port, http_port);
     let restarted = Instant::now();
-    let took = eventually(Duration::from_secs(20), "re-registered within 20 s", || {
+    let took = eventually_blocking(Duration::from_secs(20), "re-registered within 20 s", || {
         (lookupd.producers("restart").contains(&port)
             && lookupd.producers("down-topic").contains(&port))
         .then(|| restarted.elapsed())

@@ -15,19 +15,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::binary::{BIN, free_port};
 use crate::common::temp_data_dir;
+use crate::common::v2::{pub_cmd, read_frame_blocking as read_frame};
+use crate::common::wait::{eventually_blocking, poll_blocking};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
 const KILLS: usize = 5;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
 
 fn spawn_gateway(dir: &Path, tcp: &str, http: &str) -> Child {
     let config = dir.join("gateway.yaml");
@@ -57,19 +52,6 @@ fn try_connect(addr: &str) -> Option<TcpStream> {
     Some(s)
 }
 
-fn read_frame(s: &mut TcpStream) -> std::io::Result<(u32, Vec<u8>)> {
-    let mut head = [0u8; 8];
-    s.read_exact(&mut head)?;
-    let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    let kind = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-    if !(4..1 << 24).contains(&size) {
-        return Err(std::io::Error::other("bad frame size"));
-    }
-    let mut data = vec![0u8; size - 4];
-    s.read_exact(&mut data)?;
-    Ok((kind, data))
-}
-
 /// Publishes `p-<n>` one PUB at a time until `stop`, reconnecting through
 /// the kills; records the bodies answered `OK`.
 fn publisher(tcp: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>) {
@@ -82,10 +64,7 @@ fn publisher(tcp: String, acked: Arc<Mutex<Vec<String>>>, stop: Arc<AtomicBool>)
         while !stop.load(Ordering::Relaxed) {
             let body = format!("p-{n}");
             n += 1;
-            let mut cmd = b"PUB crash\n".to_vec();
-            cmd.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            cmd.extend_from_slice(body.as_bytes());
-            if s.write_all(&cmd).is_err() {
+            if s.write_all(&pub_cmd("crash", body.as_bytes())).is_err() {
                 break;
             }
             match read_frame(&mut s) {
@@ -132,18 +111,6 @@ fn consumer(tcp: String, got: Arc<Mutex<HashMap<String, usize>>>, stop: Arc<Atom
             }
         }
     }
-}
-
-/// Waits until `cond` holds, for at most `limit`; returns whether it did.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    cond()
 }
 
 type Publisher = fn(String, Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
@@ -197,18 +164,17 @@ fn crash_loop(label: &str, config: &str, channel: &str, publisher: Publisher, co
     };
     // The channel exists before the first publish, so every message has a
     // channel to go to.
-    assert!(
-        eventually(Duration::from_secs(30), || {
-            let stats = std::net::TcpStream::connect(&http).and_then(|mut s| {
-                s.write_all(b"GET /stats?format=json HTTP/1.0\r\n\r\n")?;
-                let mut out = String::new();
-                s.read_to_string(&mut out)?;
-                Ok(out)
-            });
-            stats.is_ok_and(|s| s.contains(&format!("\"channel_name\":\"{channel}\"")))
-        }),
-        "the consumer subscribed"
-    );
+    eventually_blocking(Duration::from_secs(30), "the consumer subscribed", || {
+        let stats = std::net::TcpStream::connect(&http).and_then(|mut s| {
+            s.write_all(b"GET /stats?format=json HTTP/1.0\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        });
+        stats
+            .is_ok_and(|s| s.contains(&format!("\"channel_name\":\"{channel}\"")))
+            .then_some(())
+    });
     let publisher = {
         let (tcp, acked, stop) = (tcp.clone(), acked.clone(), stop_pub.clone());
         thread::spawn(move || publisher(tcp, acked, stop))
@@ -218,22 +184,21 @@ fn crash_loop(label: &str, config: &str, channel: &str, publisher: Publisher, co
         // Kill mid-stream, once some more publishes were acknowledged since
         // the last restart.
         let base = acked.lock().expect("lock").len();
-        assert!(
-            eventually(Duration::from_secs(20), || acked
-                .lock()
-                .expect("lock")
-                .len()
-                >= base + 1000),
-            "publishing resumed after restart {kill}"
+        eventually_blocking(
+            Duration::from_secs(20),
+            &format!("publishing resumed after restart {kill}"),
+            || (acked.lock().expect("lock").len() >= base + 1000).then_some(()),
         );
         gw.kill().expect("SIGKILL");
         let _ = gw.wait();
         gw = spawn_gateway(&dir, &tcp, &http);
     }
     let base = acked.lock().expect("lock").len();
-    assert!(eventually(Duration::from_secs(20), || {
-        acked.lock().expect("lock").len() >= base + 1000
-    }));
+    eventually_blocking(
+        Duration::from_secs(20),
+        "publishing after the last restart",
+        || (acked.lock().expect("lock").len() >= base + 1000).then_some(()),
+    );
     stop_pub.store(true, Ordering::Relaxed);
     let _ = publisher.join();
 
@@ -242,7 +207,8 @@ fn crash_loop(label: &str, config: &str, channel: &str, publisher: Publisher, co
         let got = got.lock().expect("lock");
         acked.iter().filter(|b| !got.contains_key(*b)).count()
     };
-    eventually(Duration::from_secs(20), || missing() == 0);
+    // The assertion below lists what is missing.
+    let _ = poll_blocking(Duration::from_secs(20), || (missing() == 0).then_some(()));
     stop_sub.store(true, Ordering::Relaxed);
     let _ = consumer.join();
     let _ = gw.kill();

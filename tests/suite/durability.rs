@@ -6,17 +6,20 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream as StdStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use common::binary::{BIN, free_port};
+use common::v2::{pub_cmd, read_frame_blocking};
+use common::wait::{eventually_blocking, poll_blocking};
 use common::{TestServer, mpub_cmd, parse_msg, read_frame_within, temp_data_dir, test_config};
 
 /// Subscribes and FINs until `expected` messages arrived; returns the bodies.
@@ -157,15 +160,6 @@ async fn hundred_thousand_messages_survive_a_graceful_restart_once_each() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn spawn_gateway(dir: &Path, tcp: &str, http: &str) -> Child {
     let empty = dir.join("empty.yaml");
     std::fs::write(&empty, "").expect("config");
@@ -185,32 +179,13 @@ fn spawn_gateway(dir: &Path, tcp: &str, http: &str) -> Child {
 }
 
 fn connect_v2(addr: &str) -> StdStream {
-    let start = Instant::now();
-    loop {
-        match StdStream::connect(addr) {
-            Ok(mut s) => {
-                s.set_read_timeout(Some(Duration::from_secs(10)))
-                    .expect("timeout");
-                s.write_all(b"  V2").expect("magic");
-                return s;
-            }
-            Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => panic!("gateway did not start: {e}"),
-        }
-    }
-}
-
-fn read_frame_sync(s: &mut StdStream) -> std::io::Result<(u32, Vec<u8>)> {
-    let mut head = [0u8; 8];
-    s.read_exact(&mut head)?;
-    let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    let kind = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-    assert!((4..1 << 24).contains(&size));
-    let mut data = vec![0u8; size - 4];
-    s.read_exact(&mut data)?;
-    Ok((kind, data))
+    let mut s = eventually_blocking(Duration::from_secs(30), "gateway started", || {
+        StdStream::connect(addr).ok()
+    });
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"  V2").expect("magic");
+    s
 }
 
 #[test]
@@ -222,7 +197,7 @@ fn with_sync_always_every_acknowledged_publish_survives_sigkill() {
     // The channel exists before the publishes, so they land in its queue.
     let mut sub = connect_v2(&tcp);
     sub.write_all(b"SUB durable c\n").expect("sub");
-    assert_eq!(read_frame_sync(&mut sub).expect("ok").1, b"OK");
+    assert_eq!(read_frame_blocking(&mut sub).expect("ok").1, b"OK");
     drop(sub);
 
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -234,13 +209,10 @@ fn with_sync_always_every_acknowledged_publish_survives_sigkill() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let body = format!("msg-{i}");
-                let mut cmd = b"PUB durable\n".to_vec();
-                cmd.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                cmd.extend_from_slice(body.as_bytes());
-                if s.write_all(&cmd).is_err() {
+                if s.write_all(&pub_cmd("durable", body.as_bytes())).is_err() {
                     break;
                 }
-                match read_frame_sync(&mut s) {
+                match read_frame_blocking(&mut s) {
                     Ok((0, ok)) if ok == b"OK" => acked.lock().expect("lock").push(body),
                     _ => break,
                 }
@@ -249,10 +221,9 @@ fn with_sync_always_every_acknowledged_publish_survives_sigkill() {
         })
     };
     // Let it publish for a while, then kill the process mid-stream.
-    let start = Instant::now();
-    while acked.lock().expect("lock").len() < 200 && start.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _ = poll_blocking(Duration::from_secs(30), || {
+        (acked.lock().expect("lock").len() >= 200).then_some(())
+    });
     gw.kill().expect("SIGKILL");
     let _ = gw.wait();
     stop.store(true, Ordering::Relaxed);
@@ -267,11 +238,11 @@ fn with_sync_always_every_acknowledged_publish_survives_sigkill() {
     let mut gw = spawn_gateway(&dir, &tcp, &http);
     let mut s = connect_v2(&tcp);
     s.write_all(b"SUB durable c\nRDY 2500\n").expect("sub");
-    assert_eq!(read_frame_sync(&mut s).expect("ok").1, b"OK");
+    assert_eq!(read_frame_blocking(&mut s).expect("ok").1, b"OK");
     s.set_read_timeout(Some(Duration::from_millis(1500)))
         .expect("timeout");
     let mut got = HashSet::new();
-    while let Ok((kind, data)) = read_frame_sync(&mut s) {
+    while let Ok((kind, data)) = read_frame_blocking(&mut s) {
         if kind != 2 {
             continue;
         }

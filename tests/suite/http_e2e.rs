@@ -13,7 +13,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{TestServer, mpub_cmd, parse_msg, pub_cmd, read_frame_within, test_config};
+use common::{
+    TestServer, eventually, mpub_cmd, parse_msg, pub_cmd, read_frame_within, test_config,
+};
 
 const FRAME_RESPONSE: u32 = 0;
 const FRAME_MESSAGE: u32 = 2;
@@ -414,18 +416,10 @@ async fn publishing_v2_clients_are_listed_as_producers_with_pub_counts() {
 
     // Gone when the connection is.
     drop(producer);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let s = stats(h).await;
-        if s["producers"] == serde_json::json!([]) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "producer still listed: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(WAIT, "producer no longer listed", async || {
+        (stats(h).await["producers"] == serde_json::json!([])).then_some(())
+    })
+    .await;
     let (_, text) = http(h, "GET", "/stats", b"").await;
     assert!(text.contains("\nProducers: None"), "{text}");
     drop((consumer, bad));

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::clients::{describe, python, result_json, run_client_async};
-use common::{TestServer, pub_cmd, read_frame_within, test_config};
+use common::{TestServer, eventually, pub_cmd, read_frame_within, test_config};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -141,21 +141,18 @@ async fn ephemeral_consumers(
 
 /// Waits until `topic` has no channels left (its consumers have gone).
 async fn wait_until_gone(srv: &TestServer, topic: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = srv
-            .broker()
-            .existing_topic(topic)
-            .map_or(0, |t| t.channels().len());
-        if left == 0 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{left} ephemeral channels of {topic} still there"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        WAIT,
+        &format!("ephemeral channels of {topic} gone"),
+        async || {
+            let left = srv
+                .broker()
+                .existing_topic(topic)
+                .map_or(0, |t| t.channels().len());
+            (left == 0).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

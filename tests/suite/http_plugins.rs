@@ -4,7 +4,6 @@
 //! traps and limit hits.
 
 use crate::common;
-use crate::plugin_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,8 +12,8 @@ use nsq_gateway::plugin::PluginLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use common::plugins::{LineClient, line_plugin, plugin};
 use common::{TestServer, test_config};
-use plugin_support::{LineClient, line_plugin, plugin};
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect http");

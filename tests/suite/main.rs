@@ -6,7 +6,6 @@
 
 mod auth_server;
 mod common;
-mod plugin_support;
 
 mod auth_plugins;
 mod auth_v2;

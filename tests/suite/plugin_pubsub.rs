@@ -3,9 +3,11 @@
 //! publisher sends three messages, the consumer receives them in order with
 //! attempts 1 and FINs them, and the channel ends empty.
 
-use crate::plugin_support;
+use crate::common;
 
-use plugin_support::{LineClient, Server, V2Client, line_plugin, start};
+use common::plugins::{LineClient, line_plugin};
+use common::v2::V2Client;
+use common::{STEP, TestServer, eventually};
 
 #[derive(Clone, Copy, Debug)]
 enum Proto {
@@ -20,16 +22,16 @@ enum Consumer {
 }
 
 impl Consumer {
-    async fn subscribe(server: &Server, proto: Proto, topic: &str, channel: &str) -> Consumer {
+    async fn subscribe(server: &TestServer, proto: Proto, topic: &str, channel: &str) -> Consumer {
         match proto {
             Proto::V2 => {
-                let mut c = V2Client::connect(server.addr).await;
+                let mut c = V2Client::connect(server.tcp_addr).await;
                 c.subscribe(topic, channel).await;
                 c.ready(10).await;
                 Consumer::V2(c)
             }
             Proto::Line => {
-                let mut c = LineClient::line(server.addr).await;
+                let mut c = LineClient::line(server.tcp_addr).await;
                 let reply = c.request(&format!("SUB {topic} {channel} manual")).await;
                 assert!(reply.starts_with("OK subscribed"), "{reply}");
                 assert_eq!(c.request("RDY 10").await, "OK");
@@ -65,16 +67,16 @@ impl Consumer {
     }
 }
 
-async fn publish(server: &Server, proto: Proto, topic: &str, bodies: &[&str]) {
+async fn publish(server: &TestServer, proto: Proto, topic: &str, bodies: &[&str]) {
     match proto {
         Proto::V2 => {
-            let mut c = V2Client::connect(server.addr).await;
+            let mut c = V2Client::connect(server.tcp_addr).await;
             for b in bodies {
                 c.publish(topic, b.as_bytes()).await;
             }
         }
         Proto::Line => {
-            let mut c = LineClient::line(server.addr).await;
+            let mut c = LineClient::line(server.tcp_addr).await;
             for b in bodies {
                 assert_eq!(c.request(&format!("PUB {topic} {b}")).await, "OK");
             }
@@ -83,7 +85,7 @@ async fn publish(server: &Server, proto: Proto, topic: &str, bodies: &[&str]) {
 }
 
 async fn scenario(publisher: Proto, consumer: Proto) {
-    let server = start(vec![line_plugin()]).await;
+    let server = TestServer::builder().plugin(line_plugin()).start().await;
     let topic = format!("t_{publisher:?}_{consumer:?}");
     let mut sub = Consumer::subscribe(&server, consumer, &topic, "c").await;
     let bodies = ["hello world", "second message", "third"];
@@ -98,20 +100,13 @@ async fn scenario(publisher: Proto, consumer: Proto) {
         );
     }
     // The FINs are processed before the stats show an empty channel.
-    let deadline = tokio::time::Instant::now() + plugin_support::STEP;
-    loop {
-        let stats = server.ctx.broker.stats(Some(&topic));
-        let ch = &stats[0].channels[0];
-        if ch.depth == 0 && ch.in_flight_count == 0 {
-            assert_eq!(ch.message_count, 3);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "channel not drained: {stats:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let ch = eventually(STEP, "channel drained", async || {
+        let stats = server.broker().stats(Some(&topic));
+        let ch = stats[0].channels[0].clone();
+        (ch.depth == 0 && ch.in_flight_count == 0).then_some(ch)
+    })
+    .await;
+    assert_eq!(ch.message_count, 3);
 }
 
 #[tokio::test]
@@ -137,8 +132,8 @@ async fn line_to_v2() {
 /// LINE's own behaviour: auto-FIN, readable errors, escapes, REQ, QUIT.
 #[tokio::test]
 async fn line_protocol_details() {
-    let server = start(vec![line_plugin()]).await;
-    let mut c = LineClient::line(server.addr).await;
+    let server = TestServer::builder().plugin(line_plugin()).start().await;
+    let mut c = LineClient::line(server.tcp_addr).await;
     assert_eq!(c.request("PING").await, "PONG");
     assert!(
         c.request("BOGUS x")
@@ -157,7 +152,7 @@ async fn line_protocol_details() {
             .starts_with("ERR FIN needs a SUB")
     );
 
-    let mut auto = LineClient::line(server.addr).await;
+    let mut auto = LineClient::line(server.tcp_addr).await;
     assert!(
         auto.request("SUB details c")
             .await
@@ -173,7 +168,7 @@ async fn line_protocol_details() {
     assert_eq!(c.request("PUB details two").await, "OK");
     assert!(auto.read_line().await.ends_with(" details two"));
 
-    let mut manual = LineClient::line(server.addr).await;
+    let mut manual = LineClient::line(server.tcp_addr).await;
     assert!(manual.request("SUB req c2 manual").await.starts_with("OK"));
     assert_eq!(c.request("PUB req again").await, "OK");
     let first = manual.read_line().await;
@@ -200,8 +195,8 @@ async fn line_protocol_details() {
 async fn line_too_long_closes() {
     let mut cfg = line_plugin();
     cfg.config.insert("max_line_bytes".into(), "100".into());
-    let server = start(vec![cfg]).await;
-    let mut c = LineClient::line(server.addr).await;
+    let server = TestServer::builder().plugin(cfg).start().await;
+    let mut c = LineClient::line(server.tcp_addr).await;
     c.send(&format!("PUB t {}", "x".repeat(200))).await;
     assert!(
         c.read_line()
@@ -215,8 +210,8 @@ async fn line_too_long_closes() {
 /// still gets its own answer, in order, and errors stay per line.
 #[tokio::test]
 async fn line_pipelined_pubs_are_answered_in_order() {
-    let server = start(vec![line_plugin()]).await;
-    let mut c = LineClient::line(server.addr).await;
+    let server = TestServer::builder().plugin(line_plugin()).start().await;
+    let mut c = LineClient::line(server.tcp_addr).await;
     let mut script = String::new();
     for i in 0..300 {
         script.push_str(&format!("PUB piped m{i}\n"));
@@ -229,5 +224,5 @@ async fn line_pipelined_pubs_are_answered_in_order() {
     assert!(c.read_line().await.starts_with("ERR invalid topic name"));
     assert_eq!(c.read_line().await, "OK");
     assert_eq!(c.read_line().await, "PONG");
-    assert_eq!(server.ctx.broker.stats(Some("piped"))[0].message_count, 301);
+    assert_eq!(server.broker().stats(Some("piped"))[0].message_count, 301);
 }

@@ -13,15 +13,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::clients::{self, describe, expect_success, strings, unique_topic};
-use common::{TestServer, start_server, test_config};
+use common::{STEP, TestServer, eventually};
 use nsq_gateway::config::Config;
 use nsq_gateway::plugin::PluginConfig;
 use nsq_gateway::server::Handler;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Bound for one network step.
-const STEP: Duration = Duration::from_secs(10);
 /// Hard limit on one client process.
 const HARD_TIMEOUT: Duration = Duration::from_secs(40);
 
@@ -45,9 +43,7 @@ fn resp_plugin(overrides: &[(&str, &str)]) -> PluginConfig {
 }
 
 async fn server_with(plugins: Vec<PluginConfig>) -> TestServer {
-    let mut config = test_config();
-    config.plugins = plugins;
-    start_server(config).await
+    TestServer::builder().plugins(plugins).start().await
 }
 
 async fn server() -> TestServer {
@@ -107,22 +103,15 @@ impl Raw {
 
 /// Polls the broker until `topic` has `n` channels with a consumer each.
 async fn wait_for_consumers(server: &TestServer, topic: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
+    eventually(STEP, &format!("{n} consumers on {topic}"), async || {
         let stats = server.broker().stats(Some(topic));
         let ready = stats
             .first()
             .map(|t| t.channels.iter().filter(|c| c.client_count > 0).count())
             .unwrap_or(0);
-        if ready >= n {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{n} consumers on {topic} never appeared: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (ready >= n).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

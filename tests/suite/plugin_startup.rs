@@ -3,12 +3,12 @@
 //! a missing file, a file that is not a component, a core module, and a
 //! component that does not implement the nsq:gateway/plugin world.
 
-use crate::plugin_support;
+use crate::common;
 
 use std::path::PathBuf;
 
+use common::plugins::{line_plugin, plugin, small_limits};
 use nsq_gateway::plugin::{PluginConfig, load_plugins};
-use plugin_support::{line_plugin, plugin, small_limits};
 
 fn error_of(configs: &[PluginConfig]) -> String {
     match load_plugins(configs) {

@@ -5,14 +5,16 @@
 //! of bad input ending in an ERROR frame and a close while the gateway keeps
 //! serving others. Real-client tests (stomp.py) are in plugin_stomp_clients.rs.
 
-use crate::plugin_support;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::plugins::component;
+use common::v2::V2Client;
+use common::{STEP, TestServer, eventually};
 use nsq_gateway::config::Config;
 use nsq_gateway::plugin::{PluginConfig, PluginLimits};
-use plugin_support::{STEP, Server, V2Client, component, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -40,8 +42,11 @@ fn stomp_plugin(config: &[(&str, &str)]) -> PluginConfig {
     p
 }
 
-async fn server(config: &[(&str, &str)]) -> Server {
-    start(vec![stomp_plugin(config)]).await
+async fn server(config: &[(&str, &str)]) -> TestServer {
+    TestServer::builder()
+        .plugin(stomp_plugin(config))
+        .start()
+        .await
 }
 
 /// A received server frame.
@@ -224,33 +229,27 @@ impl Client {
 
 /// Waits until the channel's stats satisfy `pred`.
 async fn wait_channel(
-    server: &Server,
+    server: &TestServer,
     topic: &str,
     channel: &str,
     what: &str,
     pred: impl Fn(&nsq_gateway::broker::ChannelStats) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        let stats = server.ctx.broker.stats(Some(topic));
+    eventually(STEP, what, async || {
+        let stats = server.broker().stats(Some(topic));
         let ch = stats
             .iter()
             .flat_map(|t| t.channels.iter())
-            .find(|c| c.channel_name == channel);
-        if let Some(ch) = ch
-            && pred(ch)
-        {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            .find(|c| c.channel_name == channel)?;
+        pred(ch).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn connect_negotiates_version_and_heart_beats() {
     let server = server(&[]).await;
-    let (_c, f) = Client::connect(server.addr, &[("heart-beat", "0,0")]).await;
+    let (_c, f) = Client::connect(server.tcp_addr, &[("heart-beat", "0,0")]).await;
     assert_eq!(f.header("version"), Some("1.2"));
     assert_eq!(f.header("heart-beat"), Some("10000,10000"));
     assert!(
@@ -258,14 +257,14 @@ async fn connect_negotiates_version_and_heart_beats() {
             .is_some_and(|s| s.starts_with("nsq-gateway"))
     );
     // STOMP command (magic STOM) and a 1.1-only client.
-    let mut c = Client::raw(server.addr).await;
+    let mut c = Client::raw(server.tcp_addr).await;
     c.send(&frame("STOMP", &[("accept-version", "1.0,1.1")], b""))
         .await;
     let f = c.frame().await;
     assert_eq!(f.command, "CONNECTED");
     assert_eq!(f.header("version"), Some("1.1"));
     // A 1.0 client is refused with the versions we speak.
-    let mut c = Client::raw(server.addr).await;
+    let mut c = Client::raw(server.tcp_addr).await;
     c.send(&frame("CONNECT", &[], b"")).await;
     let f = c.expect_error("unsupported protocol version").await;
     assert_eq!(f.header("version"), Some("1.1,1.2"));
@@ -276,10 +275,10 @@ async fn send_and_subscribe_with_nul_bodies_across_v2_and_stomp() {
     let server = server(&[]).await;
     let body = b"a\0b\0\nc:d".to_vec();
     // STOMP -> V2
-    let mut v2 = V2Client::connect(server.addr).await;
+    let mut v2 = V2Client::connect(server.tcp_addr).await;
     v2.subscribe("s2v", "c").await;
     v2.ready(10).await;
-    let (mut c, _) = Client::connect(server.addr, &[]).await;
+    let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
     let len = body.len().to_string();
     c.request(
         "SEND",
@@ -321,12 +320,12 @@ async fn send_and_subscribe_with_nul_bodies_across_v2_and_stomp() {
 #[tokio::test]
 async fn client_ack_is_cumulative_and_client_individual_is_not() {
     let server = server(&[]).await;
-    let mut v2 = V2Client::connect(server.addr).await;
+    let mut v2 = V2Client::connect(server.tcp_addr).await;
     for i in 0..5 {
         v2.publish("cum", format!("m{i}").as_bytes()).await;
         v2.publish("ind", format!("m{i}").as_bytes()).await;
     }
-    let (mut c, _) = Client::connect(server.addr, &[]).await;
+    let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
     c.request(
         "SUBSCRIBE",
         &[
@@ -387,9 +386,9 @@ async fn client_ack_is_cumulative_and_client_individual_is_not() {
 #[tokio::test]
 async fn nack_redelivers_and_unsubscribe_requeues() {
     let server = server(&[]).await;
-    let mut v2 = V2Client::connect(server.addr).await;
+    let mut v2 = V2Client::connect(server.tcp_addr).await;
     v2.publish("nack", b"again").await;
-    let (mut c, _) = Client::connect(server.addr, &[]).await;
+    let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
     c.send(&frame(
         "SUBSCRIBE",
         &[
@@ -420,8 +419,8 @@ async fn nack_redelivers_and_unsubscribe_requeues() {
 #[tokio::test]
 async fn topic_destinations_fan_out_on_ephemeral_channels() {
     let server = server(&[]).await;
-    let (mut a, _) = Client::connect(server.addr, &[]).await;
-    let (mut b, _) = Client::connect(server.addr, &[]).await;
+    let (mut a, _) = Client::connect(server.tcp_addr, &[]).await;
+    let (mut b, _) = Client::connect(server.tcp_addr, &[]).await;
     for (c, id) in [(&mut a, "x"), (&mut b, "y")] {
         c.request(
             "SUBSCRIBE",
@@ -431,14 +430,14 @@ async fn topic_destinations_fan_out_on_ephemeral_channels() {
         )
         .await;
     }
-    let channels: Vec<String> = server.ctx.broker.stats(Some("fan"))[0]
+    let channels: Vec<String> = server.broker().stats(Some("fan"))[0]
         .channels
         .iter()
         .map(|c| c.channel_name.clone())
         .collect();
     assert_eq!(channels.len(), 2, "{channels:?}");
     assert!(channels.iter().all(|c| c.ends_with("#ephemeral")));
-    let mut v2 = V2Client::connect(server.addr).await;
+    let mut v2 = V2Client::connect(server.tcp_addr).await;
     v2.publish("fan", b"to all").await;
     assert_eq!(a.frame().await.body, b"to all");
     assert_eq!(b.frame().await.body, b"to all");
@@ -473,20 +472,19 @@ async fn topic_destinations_fan_out_on_ephemeral_channels() {
     }
     a.expect_closed().await;
     drop(b);
-    let deadline = tokio::time::Instant::now() + STEP;
-    while !server.ctx.broker.stats(Some("fan"))[0].channels.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ephemeral channels left"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(STEP, "ephemeral channels gone", async || {
+        server.broker().stats(Some("fan"))[0]
+            .channels
+            .is_empty()
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn transactions_commit_and_abort() {
     let server = server(&[]).await;
-    let (mut c, _) = Client::connect(server.addr, &[]).await;
+    let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
     c.request("BEGIN", &[("transaction", "t1")], b"", "b1")
         .await;
     c.request(
@@ -509,10 +507,10 @@ async fn transactions_commit_and_abort() {
         )
         .await;
     }
-    assert!(server.ctx.broker.existing_topic("tx").is_none());
+    assert!(server.broker().existing_topic("tx").is_none());
     c.request("COMMIT", &[("transaction", "t2")], b"", "c2")
         .await;
-    let stats = server.ctx.broker.stats(Some("tx"));
+    let stats = server.broker().stats(Some("tx"));
     assert_eq!(stats[0].message_count, 2, "{stats:?}");
     c.send(&frame("COMMIT", &[("transaction", "t2")], b""))
         .await;
@@ -522,7 +520,7 @@ async fn transactions_commit_and_abort() {
 #[tokio::test]
 async fn byte_by_byte_input_behaves_like_one_write() {
     let server = server(&[]).await;
-    let mut v2 = V2Client::connect(server.addr).await;
+    let mut v2 = V2Client::connect(server.tcp_addr).await;
     v2.subscribe("bytes", "c").await;
     v2.ready(10).await;
     let mut session = frame("STOMP", &[("accept-version", "1.2")], b"");
@@ -537,7 +535,7 @@ async fn byte_by_byte_input_behaves_like_one_write() {
         b"x\0y",
     ));
     session.extend(frame("DISCONNECT", &[("receipt", "bye")], b""));
-    let mut c = Client::raw(server.addr).await;
+    let mut c = Client::raw(server.tcp_addr).await;
     for b in &session {
         c.send(std::slice::from_ref(b)).await;
         tokio::time::sleep(Duration::from_micros(200)).await;
@@ -559,7 +557,7 @@ async fn byte_by_byte_input_behaves_like_one_write() {
 async fn heart_beats_both_ways_and_silent_clients_are_dropped() {
     let server = server(&[("heart_beat", "100,100"), ("heart_beat_grace", "2")]).await;
     // A client that beats every 50 ms stays; the server beats it every 100 ms.
-    let (mut alive, f) = Client::connect(server.addr, &[("heart-beat", "50,100")]).await;
+    let (mut alive, f) = Client::connect(server.tcp_addr, &[("heart-beat", "50,100")]).await;
     assert_eq!(f.header("heart-beat"), Some("100,100"));
     let start = tokio::time::Instant::now();
     while start.elapsed() < Duration::from_millis(800) {
@@ -579,7 +577,7 @@ async fn heart_beats_both_ways_and_silent_clients_are_dropped() {
         .request("SEND", &[("destination", "/queue/hb")], b"x", "r")
         .await;
     // A client that promised 100 ms and goes silent is dropped after ~200 ms.
-    let (mut silent, _) = Client::connect(server.addr, &[("heart-beat", "100,0")]).await;
+    let (mut silent, _) = Client::connect(server.tcp_addr, &[("heart-beat", "100,0")]).await;
     let t = tokio::time::Instant::now();
     silent.expect_error("heart-beat timeout").await;
     let waited = t.elapsed();
@@ -588,7 +586,7 @@ async fn heart_beats_both_ways_and_silent_clients_are_dropped() {
         "{waited:?}"
     );
     // A client that asks for no heart-beats gets none.
-    let (mut quiet, f) = Client::connect(server.addr, &[]).await;
+    let (mut quiet, f) = Client::connect(server.tcp_addr, &[]).await;
     assert_eq!(f.header("heart-beat"), Some("100,100"));
     let mut chunk = [0u8; 16];
     let r = tokio::time::timeout(Duration::from_millis(400), quiet.stream.read(&mut chunk)).await;
@@ -598,7 +596,7 @@ async fn heart_beats_both_ways_and_silent_clients_are_dropped() {
 #[tokio::test]
 async fn connect_timeout_closes_half_open_clients() {
     let server = server(&[("connect_timeout_ms", "200")]).await;
-    let mut c = Client::raw(server.addr).await;
+    let mut c = Client::raw(server.tcp_addr).await;
     c.send(b"CONNECT\naccept-version:1.2\n").await;
     c.expect_error("connect timeout").await;
 }
@@ -614,7 +612,7 @@ async fn bad_input_gets_an_error_and_a_close() {
         ("max_subscriptions", "2"),
     ])
     .await;
-    let (mut bystander, _) = Client::connect(server.addr, &[]).await;
+    let (mut bystander, _) = Client::connect(server.tcp_addr, &[]).await;
     let long = "v".repeat(300);
     let big = vec![b'x'; 2000];
     let many: Vec<(String, String)> = (0..10).map(|i| (format!("h{i}"), "v".into())).collect();
@@ -727,7 +725,7 @@ async fn bad_input_gets_an_error_and_a_close() {
         ),
     ];
     for (what, input, want) in cases {
-        let (mut c, _) = Client::connect(server.addr, &[]).await;
+        let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
         c.send(&input).await;
         let f = c.frame().await;
         assert_eq!(f.command, "ERROR", "{what}: {f:?}");
@@ -736,10 +734,10 @@ async fn bad_input_gets_an_error_and_a_close() {
         c.expect_closed().await;
     }
     // Before CONNECT, anything else is refused.
-    let mut c = Client::raw(server.addr).await;
+    let mut c = Client::raw(server.tcp_addr).await;
     c.send(b"STOMPX\n\n\0").await;
     c.expect_error("unknown command").await;
-    let mut c = Client::raw(server.addr).await;
+    let mut c = Client::raw(server.tcp_addr).await;
     c.send(&frame(
         "CONNECT",
         &[("accept-version", "1.2"), ("heart-beat", "x")],
@@ -748,7 +746,7 @@ async fn bad_input_gets_an_error_and_a_close() {
     .await;
     c.expect_error("invalid heart-beat").await;
     // The receipt of the offending frame is echoed in the ERROR.
-    let (mut c, _) = Client::connect(server.addr, &[]).await;
+    let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
     c.send(&frame(
         "SEND",
         &[("destination", "/nope"), ("receipt", "77")],
@@ -761,7 +759,7 @@ async fn bad_input_gets_an_error_and_a_close() {
     bystander
         .request("SEND", &[("destination", "/queue/still")], b"ok", "r")
         .await;
-    let (mut late, _) = Client::connect(server.addr, &[]).await;
+    let (mut late, _) = Client::connect(server.tcp_addr, &[]).await;
     late.request("SEND", &[("destination", "/queue/still")], b"ok", "r")
         .await;
     let stats = server.plugin("stomp").stats();
@@ -785,7 +783,7 @@ async fn bad_input_byte_by_byte_gets_the_same_error() {
         ),
     ];
     for (input, want) in cases {
-        let (mut c, _) = Client::connect(server.addr, &[]).await;
+        let (mut c, _) = Client::connect(server.tcp_addr, &[]).await;
         for b in &input {
             c.send(std::slice::from_ref(b)).await;
         }

@@ -5,14 +5,14 @@
 //! and messages crossing between pynsq (V2) and stomp.py both ways.
 
 use crate::common;
-use crate::plugin_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::clients::{expect_success, result_json, run_python, strings, unique_topic};
+use common::plugins::{component, small_limits};
+use common::{STEP, TestServer, eventually};
 use nsq_gateway::plugin::PluginConfig;
-use plugin_support::{Server, component, small_limits, start};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -31,7 +31,7 @@ fn stomp_plugin(config: &[(&str, &str)]) -> PluginConfig {
 }
 
 async fn stomp_py(
-    server: &Server,
+    server: &TestServer,
     scenario: &str,
     topic: &str,
     extra: &[&str],
@@ -39,7 +39,7 @@ async fn stomp_py(
     let mut args = vec![
         scenario.to_string(),
         "--addr".into(),
-        server.addr.to_string(),
+        server.tcp_addr.to_string(),
         "--topic".into(),
         topic.to_string(),
     ];
@@ -50,28 +50,24 @@ async fn stomp_py(
 
 /// Waits until every channel of `topic` is drained (nothing queued or in
 /// flight), which after a consumer disconnects proves it acknowledged all.
-async fn assert_drained(server: &Server, topic: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats = server.ctx.broker.stats(Some(topic));
+async fn assert_drained(server: &TestServer, topic: &str) {
+    eventually(STEP, &format!("{topic} drained"), async || {
+        let stats = server.broker().stats(Some(topic));
         let drained = !stats.is_empty()
             && stats[0]
                 .channels
                 .iter()
                 .all(|c| c.depth == 0 && c.in_flight_count == 0);
-        if drained {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{topic} not drained: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        drained.then_some(())
+    })
+    .await;
 }
 
 async fn send_then_consume(version: &str, ack: &str) {
-    let server = start(vec![stomp_plugin(&[])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[]))
+        .start()
+        .await;
     let topic = unique_topic(&format!("stomp_{}", ack.replace('-', "_")));
     let sent = stomp_py(
         &server,
@@ -136,7 +132,10 @@ async fn stomp_py_11_client_individual_ack() {
 
 #[tokio::test]
 async fn stomp_py_nack_redelivers() {
-    let server = start(vec![stomp_plugin(&[])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[]))
+        .start()
+        .await;
     let topic = unique_topic("stomp_nack");
     stomp_py(&server, "send", &topic, &["--count", "3"]).await;
     let r = stomp_py(&server, "nack", &topic, &["--count", "3"]).await;
@@ -152,7 +151,10 @@ async fn stomp_py_nack_redelivers() {
 
 #[tokio::test]
 async fn stomp_py_topic_fan_out() {
-    let server = start(vec![stomp_plugin(&[])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[]))
+        .start()
+        .await;
     let topic = unique_topic("stomp_fan");
     let r = stomp_py(
         &server,
@@ -169,7 +171,10 @@ async fn stomp_py_topic_fan_out() {
 
 #[tokio::test]
 async fn stomp_py_heart_beats() {
-    let server = start(vec![stomp_plugin(&[("heart_beat", "200,200")])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[("heart_beat", "200,200")]))
+        .start()
+        .await;
     let topic = unique_topic("stomp_hb");
     let r = stomp_py(
         &server,
@@ -185,7 +190,10 @@ async fn stomp_py_heart_beats() {
 
 #[tokio::test]
 async fn stomp_py_error_frame_on_unknown_destination() {
-    let server = start(vec![stomp_plugin(&[])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[]))
+        .start()
+        .await;
     let r = stomp_py(&server, "error", "unused", &[]).await;
     let message = r["errors"][0]["headers"]["message"]
         .as_str()
@@ -195,12 +203,15 @@ async fn stomp_py_error_frame_on_unknown_destination() {
 
 #[tokio::test]
 async fn pynsq_publishes_stomp_py_consumes() {
-    let server = start(vec![stomp_plugin(&[])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[]))
+        .start()
+        .await;
     let topic = unique_topic("nsq_to_stomp");
     let args = vec![
         "publish".to_string(),
         "--nsqd".into(),
-        server.addr.to_string(),
+        server.tcp_addr.to_string(),
         "--topic".into(),
         topic.clone(),
         "--count".into(),
@@ -225,13 +236,16 @@ async fn pynsq_publishes_stomp_py_consumes() {
 
 #[tokio::test]
 async fn stomp_py_publishes_pynsq_consumes() {
-    let server = start(vec![stomp_plugin(&[])]).await;
+    let server = TestServer::builder()
+        .plugin(stomp_plugin(&[]))
+        .start()
+        .await;
     let topic = unique_topic("stomp_to_nsq");
     let sent = stomp_py(&server, "send", &topic, &["--count", "10"]).await;
     let args = vec![
         "consume".to_string(),
         "--nsqd".into(),
-        server.addr.to_string(),
+        server.tcp_addr.to_string(),
         "--topic".into(),
         topic.clone(),
         "--channel".into(),

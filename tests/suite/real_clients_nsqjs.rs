@@ -67,7 +67,7 @@ async fn nsqjs_deflate_refused_falls_back_to_plain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_publishes_nsqjs_consumes() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let topic = unique_topic("cross_py_js");
     let base = |scenario: &str| {
         vec![

@@ -105,7 +105,7 @@ fn short_timeout_config() -> Config {
 
 #[tokio::test]
 async fn tokio_nsq_pub_then_consume() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let t = unique_topic("tnsq_pub");
     let mut p = producer(server.tcp_addr).await;
     let sent: Vec<String> = (0..10).map(|i| format!("pub-{i}")).collect();
@@ -132,7 +132,7 @@ async fn tokio_nsq_pub_then_consume() {
 
 #[tokio::test]
 async fn tokio_nsq_mpub_then_consume() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let t = unique_topic("tnsq_mpub");
     let mut p = producer(server.tcp_addr).await;
     let sent: Vec<String> = (0..25).map(|i| format!("mpub-{i}")).collect();
@@ -160,7 +160,7 @@ async fn tokio_nsq_mpub_then_consume() {
 
 #[tokio::test]
 async fn tokio_nsq_dpub_arrives_no_earlier_than_its_delay() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let t = unique_topic("tnsq_dpub");
     let mut c = consumer(server.tcp_addr, &t, "ch", 1);
     healthy(&mut c).await;
@@ -183,7 +183,7 @@ async fn tokio_nsq_dpub_arrives_no_earlier_than_its_delay() {
 
 #[tokio::test]
 async fn tokio_nsq_req_with_delay_redelivers_with_attempts_2() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let t = unique_topic("tnsq_req");
     let mut p = producer(server.tcp_addr).await;
     p.publish(&topic(&t), b"requeue-me".to_vec())
@@ -213,7 +213,7 @@ async fn tokio_nsq_req_with_delay_redelivers_with_attempts_2() {
 
 #[tokio::test]
 async fn tokio_nsq_touch_keeps_message_beyond_msg_timeout() {
-    let server = common::start_server(short_timeout_config()).await;
+    let server = common::TestServer::start(short_timeout_config()).await;
     let t = unique_topic("tnsq_touch");
     let mut p = producer(server.tcp_addr).await;
     p.publish(&topic(&t), b"touch-me".to_vec())
@@ -235,7 +235,7 @@ async fn tokio_nsq_touch_keeps_message_beyond_msg_timeout() {
 
 #[tokio::test]
 async fn tokio_nsq_unanswered_message_times_out_and_is_redelivered() {
-    let server = common::start_server(short_timeout_config()).await;
+    let server = common::TestServer::start(short_timeout_config()).await;
     let t = unique_topic("tnsq_timeout");
     let mut p = producer(server.tcp_addr).await;
     p.publish(&topic(&t), b"time-me-out".to_vec())
@@ -266,7 +266,7 @@ async fn tokio_nsq_unanswered_message_times_out_and_is_redelivered() {
 
 #[tokio::test]
 async fn tokio_nsq_two_channels_each_get_every_message() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let t = unique_topic("tnsq_fan");
     let mut a = consumer(server.tcp_addr, &t, "ch_a", 20);
     let mut b = consumer(server.tcp_addr, &t, "ch_b", 20);
@@ -341,7 +341,7 @@ async fn compressed_round_trip(
     want: (bool, bool),
     noise_by: Noise,
 ) {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let t = unique_topic("tnsq_compress");
     let shared = NSQConfigShared::new().set_compression(compression);
     let mut p = producer_with(server.tcp_addr, shared.clone()).await;

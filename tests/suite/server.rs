@@ -7,17 +7,20 @@ use crate::common;
 
 use std::io::Read;
 use std::net::TcpListener as StdListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use common::{TestServer, pub_cmd, read_frame_within, read_to_close, test_config};
+use common::binary::{BIN, Gateway, free_port, get_json};
+use common::wait::eventually_blocking;
+use common::{
+    STEP, TestServer, eventually, pub_cmd, read_frame_within, read_to_close, test_config,
+};
 
 const BAD_PROTOCOL: &[u8] = b"\x00\x00\x00\x12\x00\x00\x00\x01E_BAD_PROTOCOL";
-const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
 
 #[tokio::test]
 async fn unknown_magic_gets_exact_bad_protocol_frame_and_close() {
@@ -49,11 +52,10 @@ async fn short_read_then_close_is_harmless() {
         s.write_all(&b"  V2"[..n]).await.expect("write");
         drop(s);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while srv.ctx.stats.magic_failures.load(Ordering::Relaxed) < 4 {
-        assert!(Instant::now() < deadline, "short reads were not counted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(STEP, "short reads counted", async || {
+        (srv.ctx.stats.magic_failures.load(Ordering::Relaxed) >= 4).then_some(())
+    })
+    .await;
     let mut s = srv.v2().await;
     s.write_all(&pub_cmd("t", b"x")).await.expect("pub");
     assert_eq!(
@@ -124,6 +126,16 @@ async fn floods_of_garbage_and_stalled_clients_do_not_delay_v2() {
     drop(stalled);
 }
 
+/// Active V2 sessions.
+fn v2_active(srv: &TestServer) -> u64 {
+    srv.ctx
+        .stats
+        .protocols()
+        .iter()
+        .find(|p| p.protocol == "V2")
+        .map_or(0, |p| p.active)
+}
+
 #[tokio::test]
 async fn connection_limit_holds_new_clients_until_a_slot_frees() {
     let mut cfg = test_config();
@@ -131,7 +143,11 @@ async fn connection_limit_holds_new_clients_until_a_slot_frees() {
     let srv = TestServer::start(cfg).await;
     let a = srv.v2().await;
     let _b = srv.v2().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both hold a slot once their sessions have started.
+    eventually(STEP, "two V2 sessions", async || {
+        (v2_active(&srv) == 2).then_some(())
+    })
+    .await;
     let mut c = srv.v2().await;
     c.write_all(&pub_cmd("t", b"x")).await.expect("pub");
     let early = tokio::time::timeout(Duration::from_millis(300), c.read_u32()).await;
@@ -148,10 +164,16 @@ async fn shutdown_ends_sessions_and_run_returns_within_deadline() {
     let mut cfg = test_config();
     cfg.shutdown_timeout = Duration::from_secs(3);
     let srv = TestServer::start(cfg).await;
+    // Connections are accepted in order: once the subscriber is registered,
+    // the stalled one (connected first) is waiting for its magic.
+    let _stalled = TcpStream::connect(srv.tcp_addr).await.expect("connect");
     let mut v2 = srv.v2().await;
     v2.write_all(b"SUB t c\nRDY 1\n").await.expect("sub");
-    let _stalled = TcpStream::connect(srv.tcp_addr).await.expect("connect");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(STEP, "subscriber registered", async || {
+        let stats = srv.broker().stats(Some("t"));
+        (stats.first()?.channels.first()?.client_count == 1).then_some(())
+    })
+    .await;
     let addr = srv.tcp_addr;
     let start = Instant::now();
     srv.shutdown().await.expect("run returns Ok");
@@ -163,13 +185,6 @@ async fn shutdown_ends_sessions_and_run_returns_within_deadline() {
     // The session was closed and no new connection is served.
     let _ = read_to_close(&mut v2, Duration::from_secs(2)).await;
     assert!(TcpStream::connect(addr).await.is_err());
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn write_config(text: &str) -> tempfile_path::TempPath {
@@ -307,90 +322,41 @@ fn address_in_use_is_one_line_and_nonzero() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-/// The real binary on free loopback ports with a temporary data path.
-struct Gateway {
-    child: std::process::Child,
-    tcp: String,
-    http: String,
-    _config: tempfile_path::TempPath,
+/// The real binary with an empty config file on free loopback ports.
+fn gateway(extra: &[&str]) -> Gateway {
+    let config = empty_config();
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    Gateway::spawn(&config.0, &extra, None)
 }
 
-impl Gateway {
-    fn spawn(extra: &[&str]) -> Gateway {
-        let tcp = format!("127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
-        let config = empty_config();
-        let child = Command::new(BIN)
-            .args([
-                "--config",
-                &config.0.to_string_lossy(),
-                "--tcp-address",
-                &tcp,
-                "--http-address",
-                &http,
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        Gateway {
-            child,
-            tcp,
-            http,
-            _config: config,
-        }
-    }
-
-    /// A TCP connection, retried while the gateway starts.
-    fn connect(&self) -> std::net::TcpStream {
-        let start = Instant::now();
-        loop {
-            match std::net::TcpStream::connect(&self.tcp) {
-                Ok(s) => return s,
-                Err(_) if start.elapsed() < Duration::from_secs(30) => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => panic!("gateway did not start: {e}"),
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit status, stderr and how long the exit took.
-    fn terminate(mut self) -> (std::process::ExitStatus, String, Duration) {
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0);
-        let sent = Instant::now();
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            assert!(
-                sent.elapsed() < Duration::from_secs(10),
-                "did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let took = sent.elapsed();
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        (status, err, took)
-    }
+/// The `client_count` of `topic`'s channel `channel` in `/stats`.
+fn client_count(gw: &Gateway, topic: &str, channel: &str) -> Option<u64> {
+    let stats = get_json(&gw.http, "/stats?format=json")?;
+    let topic = stats["topics"]
+        .as_array()?
+        .iter()
+        .find(|t| t["topic_name"] == topic)?;
+    let channel = topic["channels"]
+        .as_array()?
+        .iter()
+        .find(|c| c["channel_name"] == channel)?;
+    channel["client_count"].as_u64()
 }
 
 #[test]
 fn sigterm_with_clients_connected_exits_zero_within_deadline() {
     use std::io::Write;
-    let gw = Gateway::spawn(&["--shutdown-timeout", "3s"]);
+    let gw = gateway(&["--shutdown-timeout", "3s"]);
+    // Connections are accepted in order: once the subscriber is registered,
+    // the stalled one (connected first) is waiting for its magic.
+    let _stalled = gw.connect();
     let mut subscriber = gw.connect();
     subscriber
         .write_all(b"  V2SUB t c\nRDY 5\n")
         .expect("write");
-    let _stalled = gw.connect();
-    std::thread::sleep(Duration::from_millis(200));
+    eventually_blocking(STEP, "subscriber registered", || {
+        (client_count(&gw, "t", "c")? == 1).then_some(())
+    });
     let (status, err, took) = gw.terminate();
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(took < Duration::from_secs(4), "took {took:?}");
@@ -399,7 +365,7 @@ fn sigterm_with_clients_connected_exits_zero_within_deadline() {
 #[test]
 fn json_logs_carry_the_peer_of_each_connection() {
     use std::io::Write;
-    let gw = Gateway::spawn(&["--log-format", "json"]);
+    let gw = gateway(&["--log-format", "json"]);
     let mut s = gw.connect();
     let peer = s.local_addr().expect("local addr").to_string();
     s.write_all(b"JUNK").expect("write");
@@ -424,7 +390,7 @@ fn json_logs_carry_the_peer_of_each_connection() {
 #[test]
 fn put_config_log_level_changes_the_live_level() {
     use std::io::Write;
-    let gw = Gateway::spawn(&["--log-level", "info"]);
+    let gw = gateway(&["--log-level", "info"]);
     // The first client is fully served (its PUB answered) before the switch,
     // so its connection-start debug line, if any, would already be written.
     let mut first = gw.connect();

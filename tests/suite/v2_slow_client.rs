@@ -5,12 +5,13 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
-use common::{TestServer, read_frame_within, test_config};
+use common::v2::identify_cmd;
+use common::{TestServer, eventually, read_frame_within, test_config};
 
 #[tokio::test]
 async fn a_v2_consumer_that_stops_reading_is_dropped_and_its_messages_requeued() {
@@ -23,11 +24,9 @@ async fn a_v2_consumer_that_stops_reading_is_dropped_and_its_messages_requeued()
         topic.publish(body.clone()).expect("publish");
     }
     let mut s = srv.v2().await;
-    let identify = br#"{"heartbeat_interval":1000}"#;
-    let mut cmd = b"IDENTIFY\n".to_vec();
-    cmd.extend_from_slice(&(identify.len() as u32).to_be_bytes());
-    cmd.extend_from_slice(identify);
-    s.write_all(&cmd).await.expect("identify");
+    s.write_all(&identify_cmd(r#"{"heartbeat_interval":1000}"#))
+        .await
+        .expect("identify");
     assert_eq!(
         read_frame_within(&mut s, Duration::from_secs(5)).await.1,
         b"OK"
@@ -35,21 +34,18 @@ async fn a_v2_consumer_that_stops_reading_is_dropped_and_its_messages_requeued()
     s.write_all(b"SUB slow c\nRDY 2500\n").await.expect("sub");
     // From here the client never reads, but it keeps sending NOPs, so only
     // the write deadline can end the session, not the read deadline.
-    let start = Instant::now();
     let mut saw_in_flight = false;
-    loop {
-        let _ = s.write_all(b"NOP\n").await;
-        let st = ch.stats();
-        saw_in_flight |= st.in_flight_count > 0;
-        if saw_in_flight && st.client_count == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "stalled reader still connected: {st:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "stalled reader disconnected",
+        async || {
+            let _ = s.write_all(b"NOP\n").await;
+            let st = ch.stats();
+            saw_in_flight |= st.in_flight_count > 0;
+            (saw_in_flight && st.client_count == 0).then_some(())
+        },
+    )
+    .await;
     let st = ch.stats();
     assert_eq!(st.in_flight_count, 0, "in-flight messages were requeued");
     assert_eq!(st.depth, 500, "nothing lost, nothing finished");

@@ -7,81 +7,17 @@ use crate::common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{
-    Msg, TestServer, parse_msg, pub_cmd, read_frame, read_frame_within, read_to_close,
-    start_server, test_config,
+use common::v2::{
+    expect_closed, expect_error, expect_message, expect_response, expect_silence, framed, identify,
+    mpub_cmd, parse_msg, pub_cmd, read_frame, send,
 };
+use common::wait::frozen;
+use common::{STEP, TestServer, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use nsq_gateway::protocol::v2::compress::Decompressor;
 use nsq_gateway::protocol::v2::identify::Compression;
-
-const T: Duration = Duration::from_secs(5);
-
-async fn send(s: &mut TcpStream, bytes: &[u8]) {
-    s.write_all(bytes).await.expect("write");
-}
-
-fn framed(line: &str, body: &[u8]) -> Vec<u8> {
-    let mut v = line.as_bytes().to_vec();
-    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
-fn mpub_cmd(topic: &str, bodies: &[&[u8]]) -> Vec<u8> {
-    let mut body = (bodies.len() as u32).to_be_bytes().to_vec();
-    for b in bodies {
-        body.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        body.extend_from_slice(b);
-    }
-    framed(&format!("MPUB {topic}\n"), &body)
-}
-
-async fn expect_response(s: &mut TcpStream, data: &[u8]) {
-    let (kind, got) = read_frame_within(s, T).await;
-    assert_eq!(
-        (kind, String::from_utf8_lossy(&got).into_owned()),
-        (0, String::from_utf8_lossy(data).into_owned())
-    );
-}
-
-async fn expect_error(s: &mut TcpStream, text: &str) {
-    let (kind, got) = read_frame_within(s, T).await;
-    assert_eq!(
-        (kind, String::from_utf8_lossy(&got).into_owned()),
-        (1, text.to_string())
-    );
-}
-
-async fn expect_message(s: &mut TcpStream) -> Msg {
-    let (kind, data) = read_frame_within(s, T).await;
-    assert_eq!(
-        kind,
-        2,
-        "expected a message, got {:?}",
-        String::from_utf8_lossy(&data)
-    );
-    parse_msg(&data)
-}
-
-async fn expect_closed(s: &mut TcpStream) {
-    let rest = read_to_close(s, T).await;
-    assert!(rest.is_empty(), "unexpected bytes before close: {rest:?}");
-}
-
-/// Asserts nothing but heartbeats arrives for `d`.
-async fn expect_silence(s: &mut TcpStream, d: Duration) {
-    if let Ok(f) = tokio::time::timeout(d, common::read_frame_skip_heartbeats(s)).await {
-        panic!("unexpected frame {f:?}");
-    }
-}
-
-async fn identify(s: &mut TcpStream, json: &str) -> (u32, Vec<u8>) {
-    send(s, &framed("IDENTIFY\n", json.as_bytes())).await;
-    read_frame_within(s, T).await
-}
 
 async fn subscribe(server: &TestServer, topic: &str, channel: &str, rdy: u32) -> TcpStream {
     let mut s = server.v2().await;
@@ -89,6 +25,14 @@ async fn subscribe(server: &TestServer, topic: &str, channel: &str, rdy: u32) ->
     expect_response(&mut s, b"OK").await;
     send(&mut s, format!("RDY {rdy}\n").as_bytes()).await;
     s
+}
+
+/// With paused time held, waits until the server has processed everything
+/// `s` sent so far: commands are handled in order, and a PUB behind them is
+/// answered.
+async fn processed(s: &mut TcpStream) {
+    send(s, &pub_cmd("processed", b"x")).await;
+    frozen(expect_response(s, b"OK")).await;
 }
 
 async fn publish(server: &TestServer, topic: &str, bodies: &[&[u8]]) {
@@ -101,7 +45,7 @@ async fn publish(server: &TestServer, topic: &str, bodies: &[&[u8]]) {
 
 #[tokio::test]
 async fn identify_without_feature_negotiation_answers_ok() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let (kind, data) = identify(
         &mut s,
@@ -116,7 +60,7 @@ async fn identify_without_feature_negotiation_answers_ok() {
 
 #[tokio::test]
 async fn identify_with_feature_negotiation_answers_nsqd_json() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let (kind, data) = identify(
         &mut s,
@@ -160,7 +104,7 @@ async fn identify_with_feature_negotiation_answers_nsqd_json() {
 
 #[tokio::test]
 async fn identify_out_of_range_is_fatal_bad_body() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let (kind, data) = identify(&mut s, r#"{"heartbeat_interval":10}"#).await;
     assert_eq!(
@@ -175,7 +119,7 @@ async fn identify_out_of_range_is_fatal_bad_body() {
 
 #[tokio::test]
 async fn sub_rdy_delivery_fin() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "orders", &[b"first"]).await;
     let mut c = subscribe(&server, "orders", "ch", 1).await;
     let m = expect_message(&mut c).await;
@@ -197,7 +141,7 @@ async fn sub_rdy_delivery_fin() {
 
 #[tokio::test]
 async fn rdy_gates_delivery() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "t", &[b"a", b"b", b"c"]).await;
     let mut c = subscribe(&server, "t", "ch", 2).await;
     let a = expect_message(&mut c).await;
@@ -211,18 +155,19 @@ async fn rdy_gates_delivery() {
     assert_eq!(expect_message(&mut c).await.body, b"c");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn req_with_delay_redelivers_later_with_attempts_2() {
-    let server = start_server(test_config()).await;
-    publish(&server, "t", &[b"retry-me"]).await;
-    let mut c = subscribe(&server, "t", "ch", 1).await;
-    let m = expect_message(&mut c).await;
+    let server = TestServer::start(test_config()).await;
+    frozen(publish(&server, "t", &[b"retry-me"])).await;
+    let mut c = frozen(subscribe(&server, "t", "ch", 1)).await;
+    let m = frozen(expect_message(&mut c)).await;
     let start = tokio::time::Instant::now();
     send(
         &mut c,
         format!("REQ {} 700\n", String::from_utf8_lossy(&m.id)).as_bytes(),
     )
     .await;
+    processed(&mut c).await;
     let again = expect_message(&mut c).await;
     assert!(
         start.elapsed() >= Duration::from_millis(600),
@@ -237,7 +182,7 @@ async fn req_with_delay_redelivers_later_with_attempts_2() {
 
 #[tokio::test]
 async fn req_zero_redelivers_at_once_and_big_delay_is_clamped_not_fatal() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "t", &[b"m"]).await;
     let mut c = subscribe(&server, "t", "ch", 1).await;
     let m = expect_message(&mut c).await;
@@ -258,16 +203,16 @@ async fn req_zero_redelivers_at_once_and_big_delay_is_clamped_not_fatal() {
     expect_response(&mut c, b"OK").await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn timeout_redelivers_with_attempts_2() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "t", &[b"slow"]).await;
     let mut c = server.v2().await;
-    let (_, ok) = identify(&mut c, r#"{"msg_timeout":1000}"#).await;
+    let (_, ok) = frozen(identify(&mut c, r#"{"msg_timeout":1000}"#)).await;
     assert_eq!(ok, b"OK");
     send(&mut c, b"SUB t ch\nRDY 1\n").await;
-    expect_response(&mut c, b"OK").await;
-    let m = expect_message(&mut c).await;
+    frozen(expect_response(&mut c, b"OK")).await;
+    let m = frozen(expect_message(&mut c)).await;
     let start = tokio::time::Instant::now();
     let again = expect_message(&mut c).await;
     assert!(
@@ -282,31 +227,36 @@ async fn timeout_redelivers_with_attempts_2() {
         format!("FIN {}\n", String::from_utf8_lossy(&again.id)).as_bytes(),
     )
     .await;
+    processed(&mut c).await;
     expect_silence(&mut c, Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn touch_extends_the_timeout() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "t", &[b"long job"]).await;
     let mut c = server.v2().await;
-    identify(&mut c, r#"{"msg_timeout":1000}"#).await;
+    frozen(identify(&mut c, r#"{"msg_timeout":1000}"#)).await;
     send(&mut c, b"SUB t ch\nRDY 1\n").await;
-    expect_response(&mut c, b"OK").await;
-    let m = expect_message(&mut c).await;
+    frozen(expect_response(&mut c, b"OK")).await;
+    // On paused time only the sleeps below move the clock: the delivery is
+    // read, and each command is known to be processed, with the clock held.
+    let m = frozen(expect_message(&mut c)).await;
     let id = String::from_utf8_lossy(&m.id).into_owned();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(600)).await;
         send(&mut c, format!("TOUCH {id}\n").as_bytes()).await;
+        processed(&mut c).await;
     }
     // 1.8 s after delivery with a 1 s timeout: still ours thanks to TOUCH.
     send(&mut c, format!("FIN {id}\n").as_bytes()).await;
+    processed(&mut c).await;
     expect_silence(&mut c, Duration::from_millis(1300)).await;
 }
 
 #[tokio::test]
 async fn two_channels_each_get_every_message() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut a = subscribe(&server, "fan", "a", 10).await;
     let mut b = subscribe(&server, "fan", "b", 10).await;
     publish(&server, "fan", &[b"1", b"2", b"3"]).await;
@@ -321,13 +271,13 @@ async fn two_channels_each_get_every_message() {
 
 #[tokio::test]
 async fn mpub_publishes_all_or_nothing() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut p = server.v2().await;
     send(&mut p, &mpub_cmd("batch", &[b"m1", b"m2", b"m3"])).await;
     expect_response(&mut p, b"OK").await;
     // A batch with an empty message is refused whole, and is fatal.
     let mut bad = server.v2().await;
-    send(&mut bad, &mpub_cmd("batch", &[b"x1", b"", b"x3"])).await;
+    send(&mut bad, &mpub_cmd("batch", &[&b"x1"[..], b"", b"x3"])).await;
     expect_error(
         &mut bad,
         "E_BAD_MESSAGE MPUB invalid message(1) body size 0",
@@ -342,13 +292,14 @@ async fn mpub_publishes_all_or_nothing() {
     expect_silence(&mut c, Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dpub_defers_delivery() {
-    let server = start_server(test_config()).await;
-    let mut c = subscribe(&server, "later", "ch", 5).await;
+    let server = TestServer::start(test_config()).await;
+    let mut c = frozen(subscribe(&server, "later", "ch", 5)).await;
+    processed(&mut c).await;
     let mut p = server.v2().await;
     send(&mut p, &framed("DPUB later 600\n", b"deferred")).await;
-    expect_response(&mut p, b"OK").await;
+    frozen(expect_response(&mut p, b"OK")).await;
     let start = tokio::time::Instant::now();
     let m = expect_message(&mut c).await;
     assert!(
@@ -369,7 +320,7 @@ async fn dpub_defers_delivery() {
 
 #[tokio::test]
 async fn fin_failed_keeps_the_connection_open() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut c = subscribe(&server, "t", "ch", 1).await;
     send(&mut c, b"FIN 0123456789abcdef\n").await;
     expect_error(
@@ -396,7 +347,7 @@ async fn fin_failed_keeps_the_connection_open() {
 
 #[tokio::test]
 async fn fatal_errors_close_the_connection() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let cases: &[(&[u8], &str)] = &[
         (b"FOO\n", "E_INVALID invalid command FOO"),
         (b"RDY 1\n", "E_INVALID cannot RDY in current state"),
@@ -445,7 +396,7 @@ async fn fatal_errors_close_the_connection() {
 
 #[tokio::test]
 async fn cls_answers_close_wait_and_stops_delivery() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut c = subscribe(&server, "t", "ch", 10).await;
     publish(&server, "t", &[b"one"]).await;
     let m = expect_message(&mut c).await;
@@ -469,7 +420,7 @@ async fn cls_answers_close_wait_and_stops_delivery() {
 
 #[tokio::test]
 async fn disconnect_requeues_in_flight() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "t", &[b"keep"]).await;
     let mut c = subscribe(&server, "t", "ch", 1).await;
     let m = expect_message(&mut c).await;
@@ -481,7 +432,7 @@ async fn disconnect_requeues_in_flight() {
 
 #[tokio::test]
 async fn nop_has_no_response() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     send(&mut s, b"NOP\nNOP\r\n").await;
     expect_silence(&mut s, Duration::from_millis(200)).await;
@@ -491,7 +442,7 @@ async fn nop_has_no_response() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_are_sent_and_silence_closes() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let (_, ok) = identify(&mut s, r#"{"heartbeat_interval":1000}"#).await;
     assert_eq!(ok, b"OK");
@@ -526,7 +477,7 @@ async fn heartbeats_are_sent_and_silence_closes() {
 
 #[tokio::test]
 async fn sub_with_heartbeats_disabled_is_refused() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     identify(&mut s, r#"{"heartbeat_interval":-1}"#).await;
     send(&mut s, b"SUB t ch\n").await;
@@ -589,7 +540,7 @@ impl Compressed {
     }
 
     async fn frame(&mut self) -> (u32, Vec<u8>) {
-        tokio::time::timeout(T, async {
+        tokio::time::timeout(STEP, async {
             loop {
                 if self.plain.len() >= 4 {
                     let size = u32::from_be_bytes(self.plain[..4].try_into().expect("4")) as usize;
@@ -630,7 +581,7 @@ async fn negotiate(s: &mut TcpStream, json: &str) -> serde_json::Value {
 }
 
 async fn compressed_session(kind: Compression, json: &str) {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let v = negotiate(&mut s, json).await;
     match kind {
@@ -697,7 +648,7 @@ async fn snappy_session_end_to_end() {
 
 #[tokio::test]
 async fn deflate_and_snappy_together_is_refused() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let (kind, data) = identify(
         &mut s,
@@ -716,7 +667,7 @@ async fn deflate_and_snappy_together_is_refused() {
 
 #[tokio::test]
 async fn garbage_on_200_connections_affects_no_other_client() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut c = subscribe(&server, "calm", "ch", 100).await;
     let mut tasks = Vec::new();
     for i in 0..200u32 {
@@ -734,7 +685,7 @@ async fn garbage_on_200_connections_affects_no_other_client() {
             }
             let _ = s.write_all(&junk).await;
             let mut all = Vec::new();
-            let _ = tokio::time::timeout(T, s.read_to_end(&mut all)).await;
+            let _ = tokio::time::timeout(STEP, s.read_to_end(&mut all)).await;
             // Each got one error frame then a close.
             assert!(
                 all.len() >= 8 && all[4..8] == [0, 0, 0, 1],
@@ -760,7 +711,7 @@ async fn garbage_on_200_connections_affects_no_other_client() {
 
 #[tokio::test]
 async fn huge_length_prefix_is_refused_at_once() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let cases: &[(&[u8], &str)] = &[
         (
             b"PUB t\n\x80\x00\x00\x00",
@@ -801,7 +752,7 @@ async fn huge_length_prefix_is_refused_at_once() {
 
 #[tokio::test]
 async fn pipelined_commands_in_one_write() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let mut s = server.v2().await;
     let mut wire = Vec::new();
     for i in 0..100 {
@@ -823,7 +774,7 @@ async fn pipelined_commands_in_one_write() {
 
 #[tokio::test]
 async fn sample_rate_delivers_a_sample_and_drains_the_rest() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     let bodies: Vec<Vec<u8>> = (0..300).map(|i| format!("s{i}").into_bytes()).collect();
     let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
     let mut p = server.v2().await;
@@ -850,7 +801,7 @@ async fn sample_rate_delivers_a_sample_and_drains_the_rest() {
 
 #[tokio::test]
 async fn unbuffered_output_still_delivers_everything() {
-    let server = start_server(test_config()).await;
+    let server = TestServer::start(test_config()).await;
     publish(&server, "unbuf", &[b"a", b"b", b"c"]).await;
     let mut c = server.v2().await;
     let (_, ok) = identify(&mut c, r#"{"output_buffer_size":-1}"#).await;

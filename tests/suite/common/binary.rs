@@ -6,11 +6,12 @@
 use std::io::{Read, Write};
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::temp_data_dir;
+use super::wait::eventually_blocking;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nsq-gateway");
 
@@ -76,18 +77,6 @@ pub fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
     (status == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
-/// Polls `f` until it returns `Some`, for at most `limit`.
-pub fn eventually<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A child process that is killed when dropped.
 pub struct Proc {
     pub child: Child,
@@ -127,7 +116,6 @@ pub struct Gateway {
     pub proc: Proc,
     pub tcp: String,
     pub http: String,
-    pub data: PathBuf,
 }
 
 impl Gateway {
@@ -186,17 +174,14 @@ impl Gateway {
             proc: Proc { child },
             tcp,
             http,
-            data: data.to_owned(),
         };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(&gw.http).is_err() {
+        eventually_blocking(Duration::from_secs(60), "gateway started", || {
+            if std::net::TcpStream::connect(&gw.http).is_ok() {
+                return Some(());
+            }
             assert!(gw.proc.alive(), "gateway exited: {}", gw.proc.kill());
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "gateway did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            None
+        });
         gw
     }
 
@@ -216,6 +201,30 @@ impl Gateway {
     /// SIGKILL; returns stderr.
     pub fn stop(mut self) -> String {
         self.proc.kill()
+    }
+
+    /// A blocking connection to the TCP port, retried while it comes up.
+    pub fn connect(&self) -> std::net::TcpStream {
+        eventually_blocking(Duration::from_secs(30), "TCP port answers", || {
+            std::net::TcpStream::connect(&self.tcp).ok()
+        })
+    }
+
+    /// SIGTERM, then the exit status, stderr and how long the exit took.
+    pub fn terminate(mut self) -> (ExitStatus, String, Duration) {
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        let rc = unsafe { libc::kill(self.proc.pid() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let sent = std::time::Instant::now();
+        let status = eventually_blocking(Duration::from_secs(10), "exit after SIGTERM", || {
+            self.proc.child.try_wait().expect("wait")
+        });
+        let took = sent.elapsed();
+        let mut err = String::new();
+        if let Some(mut e) = self.proc.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err, took)
     }
 }
 
@@ -278,14 +287,12 @@ pub fn start_reference(name: &str, args: &[String], http_addr: &str) -> Proc {
         .spawn()
         .unwrap_or_else(|e| panic!("start {name}: {e}"));
     let mut p = Proc { child };
-    let start = Instant::now();
-    while http(http_addr, "GET", "/ping", b"").is_none() {
+    eventually_blocking(Duration::from_secs(30), &format!("{name} started"), || {
+        if http(http_addr, "GET", "/ping", b"").is_some() {
+            return Some(());
+        }
         assert!(p.alive(), "{name} exited: {}", p.kill());
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{name} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        None
+    });
     p
 }

@@ -6,7 +6,6 @@
 //! pinned manifest it was built from) and serialised across threads and
 //! processes by an exclusive `flock` on a lock file under the target dir.
 //! `run_client` runs one client script with a hard timeout that kills it.
-#![allow(dead_code)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;

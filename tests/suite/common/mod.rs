@@ -1,24 +1,39 @@
-//! Shared helpers for the integration tests: start the gateway in-process on
-//! port 0 (exactly as `main` does, through `server::build_registry` and
-//! `app::run`), shut it down, and speak raw V2 frames.
-#![allow(dead_code)]
+//! Shared helpers for the integration tests: the one way to start the
+//! gateway in-process on port 0 (`TestServer::builder()`, registering plugins
+//! exactly as `main` does through `server::build_registry`, then `app::run`),
+//! the one V2 test client (`v2`), plugin configs and the LINE client
+//! (`plugins`), waiting on state (`wait`), child processes (`binary`) and the
+//! real third-party clients (`clients`, `scenarios`).
 
 pub mod binary;
 pub mod clients;
+pub mod plugins;
 pub mod scenarios;
+pub mod v2;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use nsq_gateway::app::{self, Listeners};
 use nsq_gateway::broker::Broker;
 use nsq_gateway::config::Config;
+use nsq_gateway::plugin::{Plugin, PluginConfig};
 use nsq_gateway::server::{self, Context};
+
+pub use v2::{
+    mpub_cmd, parse_msg, pub_cmd, read_frame_skip_heartbeats, read_frame_within, read_to_close,
+    v2_round_trip,
+};
+pub use wait::eventually;
+
+/// Generous bound for any single network step or wait in these tests: long
+/// enough for a loaded CI machine, and only ever reached when a test fails.
+pub const STEP: Duration = Duration::from_secs(10);
 
 /// A gateway running inside the test process.
 pub struct TestServer {
@@ -38,20 +53,48 @@ pub fn test_config() -> Config {
     }
 }
 
-/// Starts a gateway with `config` (its addresses are ignored: port 0 on
-/// loopback is used).
-pub async fn start_server(config: Config) -> TestServer {
-    TestServer::start(config).await
+/// What a `TestServer` starts with: `test_config()` unless `config` replaces
+/// it, plus any `plugin`s.
+pub struct Builder {
+    config: Config,
+    plugins: Vec<PluginConfig>,
 }
 
-impl TestServer {
-    pub async fn start(config: Config) -> TestServer {
-        Self::try_start(config).await.expect("gateway starts")
+impl Builder {
+    /// Starts from `config` (its addresses are ignored: port 0 on loopback
+    /// is used). Plugins it lists are kept.
+    pub fn config(mut self, config: Config) -> Builder {
+        self.config = config;
+        self
     }
 
-    /// Starts a gateway. A `data_path` left at the default `.` is replaced by
-    /// a fresh temporary directory, so tests never share or leave state.
-    pub async fn try_start(mut config: Config) -> anyhow::Result<TestServer> {
+    /// Adds a plugin to the config's list.
+    pub fn plugin(mut self, plugin: PluginConfig) -> Builder {
+        self.plugins.push(plugin);
+        self
+    }
+
+    /// Adds plugins to the config's list.
+    pub fn plugins(mut self, plugins: impl IntoIterator<Item = PluginConfig>) -> Builder {
+        self.plugins.extend(plugins);
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        self.try_start().await.expect("gateway starts")
+    }
+
+    /// Starts the gateway. A `data_path` left at the default `.` is replaced
+    /// by a fresh temporary directory, so tests never share or leave state.
+    pub async fn try_start(self) -> anyhow::Result<TestServer> {
+        // Logs (plugin traps name the plugin, the peer and the guest's
+        // stderr) show with `cargo test -- --nocapture`; RUST_LOG filters.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let mut config = self.config;
+        config.plugins.extend(self.plugins);
         if config.data_path == std::path::Path::new(".") {
             config.data_path = temp_data_dir();
         }
@@ -75,9 +118,33 @@ impl TestServer {
             handle: Some(handle),
         })
     }
+}
+
+impl TestServer {
+    pub fn builder() -> Builder {
+        Builder {
+            config: test_config(),
+            plugins: Vec::new(),
+        }
+    }
+
+    /// `builder().config(config).start()`.
+    pub async fn start(config: Config) -> TestServer {
+        Self::builder().config(config).start().await
+    }
 
     pub fn broker(&self) -> &Broker {
         &self.ctx.broker
+    }
+
+    /// The loaded plugin called `name`.
+    pub fn plugin(&self, name: &str) -> Arc<Plugin> {
+        self.ctx
+            .registry
+            .plugins()
+            .into_iter()
+            .find(|p| p.name() == name)
+            .expect("plugin loaded by the test")
     }
 
     /// Cancels the shutdown token and waits for `run` to return.
@@ -91,9 +158,12 @@ impl TestServer {
 
     /// A TCP connection that has sent the V2 magic.
     pub async fn v2(&self) -> TcpStream {
-        let mut s = TcpStream::connect(self.tcp_addr).await.expect("connect");
-        s.write_all(b"  V2").await.expect("magic");
-        s
+        self.v2_client().await.stream
+    }
+
+    /// A `V2Client` connected to this gateway.
+    pub async fn v2_client(&self) -> v2::V2Client {
+        v2::V2Client::connect(self.tcp_addr).await
     }
 }
 
@@ -115,110 +185,4 @@ pub fn temp_data_dir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp data dir");
     d
-}
-
-/// One V2 frame: `(frame type, data)`.
-pub async fn read_frame(s: &mut TcpStream) -> std::io::Result<(u32, Vec<u8>)> {
-    let size = s.read_u32().await?;
-    assert!((4..=16 << 20).contains(&size), "frame size {size}");
-    let kind = s.read_u32().await?;
-    let mut data = vec![0u8; size as usize - 4];
-    s.read_exact(&mut data).await?;
-    Ok((kind, data))
-}
-
-/// Reads frames until one that is not a `_heartbeat_` response.
-pub async fn read_frame_skip_heartbeats(s: &mut TcpStream) -> std::io::Result<(u32, Vec<u8>)> {
-    loop {
-        let f = read_frame(s).await?;
-        if !(f.0 == 0 && f.1 == b"_heartbeat_") {
-            return Ok(f);
-        }
-    }
-}
-
-/// Like `read_frame` with a deadline.
-pub async fn read_frame_within(s: &mut TcpStream, d: Duration) -> (u32, Vec<u8>) {
-    tokio::time::timeout(d, read_frame_skip_heartbeats(s))
-        .await
-        .expect("frame in time")
-        .expect("frame")
-}
-
-/// `PUB <topic>\n[u32 len][body]`.
-pub fn pub_cmd(topic: &str, body: &[u8]) -> Vec<u8> {
-    let mut v = format!("PUB {topic}\n").into_bytes();
-    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
-/// `MPUB <topic>\n[u32 size][u32 count]([u32 len][body])*`.
-pub fn mpub_cmd(topic: &str, bodies: &[Vec<u8>]) -> Vec<u8> {
-    let size: usize = 4 + bodies.iter().map(|b| 4 + b.len()).sum::<usize>();
-    let mut v = format!("MPUB {topic}\n").into_bytes();
-    v.extend_from_slice(&(size as u32).to_be_bytes());
-    v.extend_from_slice(&(bodies.len() as u32).to_be_bytes());
-    for b in bodies {
-        v.extend_from_slice(&(b.len() as u32).to_be_bytes());
-        v.extend_from_slice(b);
-    }
-    v
-}
-
-/// A decoded message frame body.
-pub struct Msg {
-    pub timestamp: i64,
-    pub attempts: u16,
-    pub id: [u8; 16],
-    pub body: Vec<u8>,
-}
-
-/// Parses the data of a message frame (type 2).
-pub fn parse_msg(data: &[u8]) -> Msg {
-    assert!(data.len() >= 26, "message frame too short");
-    Msg {
-        timestamp: i64::from_be_bytes(data[0..8].try_into().expect("8 bytes")),
-        attempts: u16::from_be_bytes(data[8..10].try_into().expect("2 bytes")),
-        id: data[10..26].try_into().expect("16 bytes"),
-        body: data[26..].to_vec(),
-    }
-}
-
-/// Reads until the peer closes; returns what arrived. Panics after `d`.
-pub async fn read_to_close(s: &mut TcpStream, d: Duration) -> Vec<u8> {
-    let mut all = Vec::new();
-    tokio::time::timeout(d, s.read_to_end(&mut all))
-        .await
-        .expect("closed in time")
-        .ok();
-    all
-}
-
-/// A fresh V2 publisher PUBs `body` to `topic` (answered `OK`), and a fresh
-/// V2 consumer on channel `ch` receives it, each step within 10 s.
-pub async fn v2_round_trip(addr: &str, topic: &str, body: &[u8]) {
-    let within = Duration::from_secs(10);
-    let mut c = TcpStream::connect(addr).await.expect("connect");
-    c.write_all(format!("  V2SUB {topic} ch\nRDY 1\n").as_bytes())
-        .await
-        .expect("sub");
-    let mut p = TcpStream::connect(addr).await.expect("connect");
-    p.write_all(b"  V2").await.expect("magic");
-    p.write_all(&pub_cmd(topic, body)).await.expect("pub");
-    let (_, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut p))
-        .await
-        .expect("PUB answered in time")
-        .expect("frame");
-    assert_eq!(data, b"OK");
-    loop {
-        let (ft, data) = tokio::time::timeout(within, read_frame_skip_heartbeats(&mut c))
-            .await
-            .expect("message in time")
-            .expect("frame");
-        if ft == 2 {
-            assert_eq!(parse_msg(&data).body, body);
-            return;
-        }
-    }
 }

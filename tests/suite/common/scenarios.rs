@@ -43,7 +43,7 @@ impl Client {
         scenario: &str,
         extra: &[&str],
     ) -> serde_json::Value {
-        let server = super::start_server(config).await;
+        let server = super::TestServer::start(config).await;
         let topic = unique_topic(&format!("{}_{scenario}", self.name()));
         let mut args = vec![
             scenario.to_owned(),
