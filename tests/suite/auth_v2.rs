@@ -25,21 +25,15 @@ async fn gateway(auth: &[String]) -> TestServer {
 
 /// IDENTIFY with feature negotiation; returns the JSON answer.
 async fn identify(s: &mut TcpStream) -> serde_json::Value {
-    let body = br#"{"feature_negotiation":true,"client_id":"auth-test"}"#;
-    let mut cmd = b"IDENTIFY\n".to_vec();
-    cmd.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    cmd.extend_from_slice(body);
-    s.write_all(&cmd).await.expect("identify");
-    let (kind, data) = read_frame_within(s, WITHIN).await;
+    let (kind, data) =
+        crate::common::v2::identify(s, r#"{"feature_negotiation":true,"client_id":"auth-test"}"#)
+            .await;
     assert_eq!(kind, 0, "{}", String::from_utf8_lossy(&data));
     serde_json::from_slice(&data).expect("identify json")
 }
 
 fn auth_cmd(secret: &str) -> Vec<u8> {
-    let mut cmd = b"AUTH\n".to_vec();
-    cmd.extend_from_slice(&(secret.len() as u32).to_be_bytes());
-    cmd.extend_from_slice(secret.as_bytes());
-    cmd
+    crate::common::v2::framed("AUTH\n", secret.as_bytes())
 }
 
 /// Sends `cmd` and returns the one frame that answers it.
