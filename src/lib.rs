@@ -14,6 +14,7 @@ pub mod logging;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
+pub mod tls;
 
 #[cfg(test)]
 mod fuzz;

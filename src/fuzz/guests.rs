@@ -35,6 +35,7 @@ fn env(broker: Broker) -> Env {
             ..Config::default()
         }),
         shutdown: CancellationToken::new(),
+        tls: None,
     }
 }
 
@@ -97,7 +98,7 @@ impl Harness {
             let magic = self.magic;
             let serving = tokio::spawn(async move {
                 let conn = Accepted {
-                    stream: server,
+                    stream: server.into(),
                     peer,
                     magic,
                     id: 1,
