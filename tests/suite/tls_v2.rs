@@ -25,7 +25,7 @@ use common::scenarios::Client;
 /// A CA, a server certificate it signed (for `localhost` and 127.0.0.1), a
 /// client certificate it signed (CN `good-client`) and a self-signed client
 /// certificate (CN `rogue`), as PEM files in a fresh directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
     client: (String, String),
@@ -33,7 +33,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = common::temp_data_dir();
         let ca_key = KeyPair::generate().expect("key");
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -71,12 +71,12 @@ impl Pki {
         }
     }
 
-    fn path(&self, name: &str) -> String {
+    pub(crate) fn path(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
     }
 
     /// A test config serving TLS with this PKI; HTTPS on a free port.
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         Config {
             tls_cert: self.path("server.pem"),
             tls_key: self.path("server.key"),
