@@ -1,11 +1,13 @@
 //! The application: given the bound listeners and a `Context`, start the
 //! broker's timers, nsqlookupd registration, the HTTP API and the TCP server
 //! side by side, and on shutdown wait for all of them before writing the
-//! in-memory messages to disk. `main` binds and calls `run`; tests bind
+//! in-memory messages to disk. With TLS configured it also binds and serves
+//! `https_address`. `main` binds and calls `run`; tests bind
 //! port 0 and cancel the shutdown token themselves.
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -23,6 +25,22 @@ pub struct Listeners {
 /// `shutdown_timeout` for sessions and HTTP requests to end and writes the
 /// in-memory messages of durable topics and channels to disk.
 pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> {
+    // Bound first, so a busy port fails startup before anything runs.
+    let https = match (
+        ctx.registry.tls().cloned(),
+        ctx.config.https_address.as_str(),
+    ) {
+        (Some(tls), addr) if !addr.is_empty() => {
+            let https = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen ({addr}) failed"))?;
+            if let Ok(a) = https.local_addr() {
+                let _ = ctx.https_addr.set(a);
+            }
+            Some((https, tls))
+        }
+        _ => None,
+    };
     let tracker = TaskTracker::new();
     tracker.spawn(ctx.broker.clone().run_scanner(ctx.shutdown.clone()));
     let port = |l: &TcpListener| l.local_addr().map_or(0, |a| a.port());
@@ -41,6 +59,14 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
         },
         version: crate::http::VERSION.to_owned(),
     });
+    if let Some((https, tls)) = https {
+        let ctx = ctx.clone();
+        tracker.spawn(async move {
+            if let Err(e) = crate::http::serve_tls(https, tls, ctx).await {
+                tracing::error!(error = %e, "HTTPS server failed");
+            }
+        });
+    }
     if let Some(http) = listeners.http {
         let ctx = ctx.clone();
         tracker.spawn(async move {

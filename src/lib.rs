@@ -16,6 +16,7 @@ pub mod plugin;
 pub mod protocol;
 pub mod server;
 mod sync;
+pub mod tls;
 
 #[cfg(test)]
 mod fuzz;

@@ -46,7 +46,8 @@ impl AuthConfig {
                 addresses: config.auth_http_addresses.clone(),
                 connect_timeout: config.http_client_connect_timeout,
                 request_timeout: config.http_client_request_timeout,
-                root_ca_file: None,
+                root_ca_file: (!config.tls_root_ca_file.is_empty())
+                    .then(|| PathBuf::from(&config.tls_root_ca_file)),
                 tls: OnceLock::new(),
             })
         })

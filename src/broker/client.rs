@@ -18,6 +18,15 @@ pub struct ClientMeta {
     pub deflate: bool,
     pub snappy: bool,
     pub tls: bool,
+    /// nsqd's `tls_version` (`TLS1.2`, `TLS1.3`), empty without TLS.
+    pub tls_version: String,
+    /// nsqd's `tls_cipher_suite`, Go's name of the suite.
+    pub tls_cipher_suite: String,
+    /// nsqd's `tls_negotiated_protocol` (ALPN), usually empty.
+    pub tls_negotiated_protocol: String,
+    /// The client certificate's subject common name, for the auth server's
+    /// `common_name` (not in nsqd's stats).
+    pub tls_common_name: Option<String>,
     pub sample_rate: i32,
     pub output_buffer_size: i64,
     pub output_buffer_timeout_ms: i64,

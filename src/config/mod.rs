@@ -163,6 +163,45 @@ impl Config {
                 &self.max_connections,
             )?;
         }
+        match self.tls_client_auth_policy.as_str() {
+            "" | "require" | "require-verify" => {}
+            other => err(
+                "tls_client_auth_policy",
+                "must be \"require\" or \"require-verify\" (or empty)",
+                &format!("{other:?}"),
+            )?,
+        }
+        match self.tls_min_version.as_str() {
+            "" | "tls1.2" | "tls1.3" => {}
+            v @ ("ssl3.0" | "tls1.0" | "tls1.1") => err(
+                "tls_min_version",
+                "rustls speaks TLS 1.2 and 1.3 only: use tls1.2 (or leave it empty) or tls1.3",
+                &v,
+            )?,
+            other => err(
+                "tls_min_version",
+                "one of ssl3.0, tls1.0, tls1.1, tls1.2, tls1.3",
+                &format!("{other:?}"),
+            )?,
+        }
+        if self.tls_required > 2 {
+            err("tls_required", "must be 0, 1 or 2", &self.tls_required)?;
+        }
+        let tls = !self.tls_cert.is_empty() || !self.tls_key.is_empty();
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            err(
+                "tls_cert",
+                "tls_cert and tls_key must be set together",
+                &format!("{:?}", self.tls_cert),
+            )?;
+        }
+        if !tls && self.tls_required() != 0 {
+            err(
+                "tls_required",
+                "cannot require TLS client connections without TLS key and cert",
+                &self.tls_required(),
+            )?;
+        }
         if self.magic_timeout.is_zero() {
             err(
                 "magic_timeout",
@@ -171,6 +210,16 @@ impl Config {
             )?;
         }
         Ok(())
+    }
+
+    /// `tls_required` with nsqd's rule applied: a client auth policy
+    /// without an explicit requirement means TLS is required (2).
+    pub fn tls_required(&self) -> u8 {
+        if !self.tls_client_auth_policy.is_empty() && self.tls_required == 0 {
+            2
+        } else {
+            self.tls_required
+        }
     }
 
     /// The core's limits derived from this configuration.

@@ -16,6 +16,36 @@ fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
 
+/// nsqd's `--tls-required`: 0/1/2, or its flag words (`false`, `tcp-https`,
+/// `true`).
+fn tls_required(s: &str) -> Result<u8, String> {
+    match s {
+        "0" | "false" => Ok(0),
+        "1" | "tcp-https" => Ok(1),
+        "2" | "true" => Ok(2),
+        other => Err(format!(
+            "invalid tls-required {other:?}: 0 (false), 1 (tcp-https) or 2 (true)"
+        )),
+    }
+}
+
+/// `tls_required` in YAML: a number, a boolean or nsqd's flag words.
+fn tls_required_yaml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Int(u64),
+        Bool(bool),
+        Text(String),
+    }
+    let text = match Value::deserialize(d)? {
+        Value::Int(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Text(t) => t,
+    };
+    tls_required(&text).map_err(serde::de::Error::custom)
+}
+
 /// Declares every setting once: its doc (the flag's help), its flag
 /// attributes, optional serde attributes, its type and its default. Settings
 /// after `yaml_only` have no flag.
@@ -90,6 +120,9 @@ settings! {
     /// <addr>:<port> to listen on for HTTP clients.
     #[flag(long, value_name = "ADDR")]
     http_address: String = "0.0.0.0:4151".into(),
+    /// <addr>:<port> to listen on for HTTPS clients (served only when tls-cert and tls-key are set).
+    #[flag(long, value_name = "ADDR")]
+    https_address: String = "0.0.0.0:4152".into(),
     /// Address registered with nsqlookupd and shown in /info (default: hostname).
     #[flag(long, value_name = "HOST")]
     broadcast_address: String = default_hostname(),
@@ -180,6 +213,25 @@ settings! {
     /// Enable snappy feature negotiation (client compression).
     #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     snappy: bool = true,
+    /// Path to a PEM certificate (chain) for TLS: V2's IDENTIFY upgrade, TLS-first connections, HTTPS.
+    #[flag(long, value_name = "FILE")]
+    tls_cert: String = String::new(),
+    /// Path to the PEM private key of tls-cert.
+    #[flag(long, value_name = "FILE")]
+    tls_key: String = String::new(),
+    /// Path to PEM CA certificates that client certificates are verified against (require-verify).
+    #[flag(long, value_name = "FILE")]
+    tls_root_ca_file: String = String::new(),
+    /// Client certificates: "" (not asked), require (any), require-verify (signed by tls-root-ca-file); either implies tls-required.
+    #[flag(long, value_name = "POLICY")]
+    tls_client_auth_policy: String = String::new(),
+    /// Require TLS: 0 (no), 1 (TCP only, HTTP stays open: nsqd's tcp-https), 2 (TCP and HTTP); also true/false/tcp-https.
+    #[flag(long, value_name = "0|1|2", value_parser = tls_required)]
+    #[serde(deserialize_with = "tls_required_yaml")]
+    tls_required: u8 = 0,
+    /// Minimum TLS version: tls1.2 or tls1.3 (ssl3.0, tls1.0 and tls1.1 are refused: rustls does not speak them).
+    #[flag(long, value_name = "VERSION")]
+    tls_min_version: String = String::new(),
     /// Log level.
     #[flag(long, value_name = "LEVEL", value_enum)]
     log_level: LogLevel = LogLevel::Info,

@@ -36,6 +36,7 @@ fn env(broker: Broker) -> Env {
         }),
         shutdown: CancellationToken::new(),
         auth: None,
+        tls: None,
     }
 }
 
@@ -98,7 +99,7 @@ impl Harness {
             let magic = self.magic;
             let serving = tokio::spawn(async move {
                 let conn = Accepted {
-                    stream: server,
+                    stream: server.into(),
                     peer,
                     magic,
                     id: 1,

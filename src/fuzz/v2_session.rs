@@ -83,7 +83,7 @@ fn connection(
         let mut client = TcpStream::connect(addr).await.expect("connect");
         let (stream, peer) = listener.accept().await.expect("accept");
         let conn = Accepted {
-            stream,
+            stream: stream.into(),
             peer,
             magic: *b"  V2",
             id: 1,

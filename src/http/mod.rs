@@ -2,7 +2,9 @@
 //! on the same broker core as V2 and the plugins. `serve` runs the router on a
 //! listener `main` bound; `router` builds it so tests can call it without a
 //! socket. Every response follows nsqd: V1 JSON errors, 404 `NOT_FOUND` for
-//! an unknown path and 405 `METHOD_NOT_ALLOWED` for a known one.
+//! an unknown path and 405 `METHOD_NOT_ALLOWED` for a known one. `serve_tls`
+//! serves the same routes over TLS (HTTPS); with `tls_required: 2` the plain
+//! listener answers nsqd's 403 `TLS_REQUIRED` to everything.
 
 mod admin;
 pub mod error;
@@ -15,6 +17,7 @@ mod process;
 pub(crate) mod publish;
 mod stats;
 mod timefmt;
+mod tls_listener;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +41,8 @@ pub struct HttpState {
     pub ctx: Arc<Context>,
     /// The bound HTTP address, when serving a socket (for `/info`).
     http_addr: Option<SocketAddr>,
+    /// Whether this is the HTTPS listener (exempt from `tls_required: 2`).
+    tls: bool,
     /// Process start, seconds since the epoch (`start_time` in `/stats`).
     start_time: f64,
     /// Options changed by `PUT /config`. Locked only to read or replace a
@@ -46,7 +51,7 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    fn new(ctx: Arc<Context>, http_addr: Option<SocketAddr>) -> Arc<HttpState> {
+    fn new(ctx: Arc<Context>, http_addr: Option<SocketAddr>, tls: bool) -> Arc<HttpState> {
         let start_time = process::ProcessStats::read()
             .start_time_seconds
             .unwrap_or_else(timefmt::now_seconds)
@@ -54,6 +59,7 @@ impl HttpState {
         Arc::new(HttpState {
             ctx,
             http_addr,
+            tls,
             start_time,
             runtime: Mutex::new(RuntimeOptions::default()),
         })
@@ -71,7 +77,27 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyh
         tracing::info!(%addr, "HTTP: listening");
     }
     let shutdown = ctx.shutdown.clone().cancelled_owned();
-    axum::serve(listener, build(HttpState::new(ctx, addr)))
+    axum::serve(listener, build(HttpState::new(ctx, addr, false)))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Serves the HTTP API over TLS on `listener` until `ctx.shutdown` is
+/// cancelled. Handshakes run concurrently, each under a deadline, so a
+/// client that stalls one does not hold up the others.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<crate::tls::TlsServer>,
+    ctx: Arc<Context>,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr().ok();
+    if let Some(addr) = addr {
+        tracing::info!(%addr, "HTTPS: listening");
+    }
+    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let listener = tls_listener::TlsListener::new(listener, tls.https_config());
+    axum::serve(listener, build(HttpState::new(ctx, addr, true)))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
@@ -79,7 +105,7 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyh
 
 /// The HTTP API's routes over `ctx`.
 pub fn router(ctx: Arc<Context>) -> Router {
-    build(HttpState::new(ctx, None))
+    build(HttpState::new(ctx, None, false))
 }
 
 fn build(state: Arc<HttpState>) -> Router {
@@ -106,8 +132,32 @@ fn build(state: Arc<HttpState>) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tls_required,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// nsqd's `--tls-required` on HTTP: at 2 (TCP and HTTP), the plain
+/// listener answers every request with 403 and the HTTPS port.
+async fn tls_required(
+    axum::extract::State(state): axum::extract::State<Arc<HttpState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if state.tls || state.ctx.config.tls_required() != 2 {
+        return next.run(req).await;
+    }
+    let port = state.ctx.https_addr.get().map_or(0, SocketAddr::port);
+    let body = format!(r#"{{"message": "TLS_REQUIRED", "https_port": {port}}}"#);
+    axum::response::Response::builder()
+        .status(403)
+        .header("X-NSQ-Content-Type", "nsq; version=1.0")
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(axum::body::Body::from(body))
+        .unwrap_or_default()
 }
 
 /// Logs each request as nsqd does (`200 GET /stats 1.2ms`), at debug level

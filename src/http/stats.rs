@@ -255,10 +255,11 @@ impl From<&ClientStats> for ClientJson {
             auth_identity_url: c.meta.auth_identity_url.clone(),
             pub_counts: c.pub_counts.clone(),
             tls: c.meta.tls,
-            tls_cipher_suite: String::new(),
-            tls_version: String::new(),
-            tls_negotiated_protocol: String::new(),
-            tls_negotiated_protocol_is_mutual: false,
+            tls_cipher_suite: c.meta.tls_cipher_suite.clone(),
+            tls_version: c.meta.tls_version.clone(),
+            tls_negotiated_protocol: c.meta.tls_negotiated_protocol.clone(),
+            // Go has always reported true here since 1.17 (deprecated).
+            tls_negotiated_protocol_is_mutual: c.meta.tls,
             protocol: c.protocol.clone(),
         }
     }

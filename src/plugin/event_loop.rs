@@ -10,8 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmtime::Store;
@@ -23,6 +22,7 @@ use super::bindings::nsq::gateway::types::{
 };
 use super::state::HostState;
 use crate::broker::Message;
+use crate::tls::Stream;
 
 /// Bytes read from the socket per `on-data` call at most; the read buffer
 /// grows to this under load.
@@ -45,6 +45,8 @@ pub(super) enum Ended {
 enum Wake {
     Shutdown,
     Readable(std::io::Result<()>),
+    /// A TLS connection read (into the read buffer) this many bytes.
+    Read(std::io::Result<usize>),
     Deliver,
     Timer,
     Expire,
@@ -55,7 +57,8 @@ pub(super) struct Conn<'a> {
     pub(super) plugin: &'a Plugin,
     pub(super) store: Store<HostState>,
     pub(super) guest: bindings::Plugin,
-    pub(super) stream: TcpStream,
+    /// The socket, or TLS over it.
+    pub(super) stream: Stream,
     pub(super) peer: SocketAddr,
     /// Denials already added to the plugin's counter.
     pub(super) denied_seen: u32,
@@ -129,6 +132,19 @@ impl Conn<'_> {
                     }
                     Poll::Pending
                 });
+                // A plain socket is waited on for readiness, so an idle
+                // connection holds no read buffer; TLS must decrypt to know
+                // whether there is data, so it reads into the buffer, which
+                // it keeps (rustls holds larger buffers of its own anyway).
+                let tls = self.stream.is_tls();
+                if tls && rbuf.capacity() < chunk {
+                    rbuf.clear();
+                    if let Err(e) = rbuf.try_reserve(chunk) {
+                        return Err(Ended::Io(std::io::Error::other(format!(
+                            "no memory for the read buffer: {e}"
+                        ))));
+                    }
+                }
                 let timer = data.timer;
                 let expiry = data
                     .subs
@@ -142,7 +158,7 @@ impl Conn<'_> {
                     _ = sleep_until_opt(timer), if timer.is_some() => Wake::Timer,
                     _ = sleep_until_opt(expiry), if expiry.is_some() => Wake::Expire,
                     _ = any_ready => Wake::Deliver,
-                    r = self.stream.readable() => Wake::Readable(r),
+                    w = input(&mut self.stream, &mut rbuf) => w,
                 }
             };
             match wake {
@@ -158,7 +174,17 @@ impl Conn<'_> {
                         c.expire_timeouts(now);
                     }
                 }
-                Wake::Readable(Err(e)) => return Err(Ended::Io(e)),
+                Wake::Readable(Err(e)) | Wake::Read(Err(e)) => return Err(Ended::Io(e)),
+                Wake::Read(Ok(0)) => break,
+                Wake::Read(Ok(n)) => {
+                    self.call(Event::Data(&rbuf))?;
+                    chunk = if n >= chunk {
+                        (chunk * 2).min(READ_CHUNK)
+                    } else {
+                        IDLE_BUFFER
+                    };
+                    rbuf.clear();
+                }
                 Wake::Readable(Ok(())) => {
                     rbuf.clear();
                     // Under memory pressure this connection ends, not the process.
@@ -167,7 +193,10 @@ impl Conn<'_> {
                             "no memory for the read buffer: {e}"
                         ))));
                     }
-                    match self.stream.try_read_buf(&mut rbuf) {
+                    let Stream::Plain(tcp) = &self.stream else {
+                        continue;
+                    };
+                    match tcp.try_read_buf(&mut rbuf) {
                         Ok(0) => break,
                         Ok(n) => {
                             self.call(Event::Data(&rbuf))?;
@@ -296,6 +325,15 @@ impl Conn<'_> {
             self.store.data_mut().out = out;
         }
         written.map_err(Ended::Io)
+    }
+}
+
+/// Waits for input: readiness of a plain socket (nothing is read), or a
+/// TLS read into `rbuf`. Both are cancel-safe.
+async fn input(stream: &mut Stream, rbuf: &mut Vec<u8>) -> Wake {
+    match stream {
+        Stream::Plain(tcp) => Wake::Readable(tcp.readable().await),
+        tls => Wake::Read(tls.read_buf(rbuf).await),
     }
 }
 

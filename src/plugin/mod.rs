@@ -238,13 +238,18 @@ impl Plugin {
             );
             return Ok(());
         };
-        let _ = stream.set_nodelay(true);
+        let tls_info = stream.tls_info();
         let mut store = self.new_store(broker, server, id, peer);
         store.data_mut().auth = auth::ConnAuth::new(
             env.auth.clone(),
             crate::auth::Credentials {
                 remote_ip: peer.ip().to_string(),
-                ..Default::default()
+                tls: tls_info.is_some(),
+                common_name: tls_info
+                    .as_ref()
+                    .and_then(|t| t.common_name.clone())
+                    .unwrap_or_default(),
+                secret: String::new(),
             },
         );
         let guest = match self.pre.instantiate(&mut store) {
@@ -275,7 +280,18 @@ impl Plugin {
             peer: peer.to_string(),
             client_id: id,
             config: self.guest_config.clone(),
+            tls: tls_info.is_some(),
+            tls_common_name: tls_info.as_ref().and_then(|t| t.common_name.clone()),
         };
+        if let Some(t) = &tls_info {
+            let mut meta = conn.store.data().client.meta();
+            meta.tls = true;
+            meta.tls_version = t.version.clone();
+            meta.tls_cipher_suite = t.cipher_suite.clone();
+            meta.tls_negotiated_protocol = t.negotiated_protocol.clone();
+            meta.tls_common_name = t.common_name.clone();
+            conn.store.data().client.set_meta(meta);
+        }
         let result = conn.run(info, &shutdown).await;
         let denied = u64::from(conn.store.data().denied.saturating_sub(conn.denied_seen));
         self.counters.denied.fetch_add(denied, Ordering::Relaxed);
@@ -319,6 +335,8 @@ impl Plugin {
             peer: peer.to_string(),
             client_id: 0,
             config: self.guest_config.clone(),
+            tls: false,
+            tls_common_name: None,
         };
         self.arm(&mut store);
         guest

@@ -10,7 +10,6 @@ pub mod v2;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::AuthConfig;
@@ -22,7 +21,9 @@ pub const MAGIC_V2: [u8; 4] = *b"  V2";
 
 /// A connection whose magic has been read, handed to its protocol.
 pub struct Accepted {
-    pub stream: TcpStream,
+    /// The socket, or TLS over it when the connection began with a
+    /// ClientHello (the magic was then read inside TLS).
+    pub stream: crate::tls::Stream,
     pub peer: SocketAddr,
     pub magic: [u8; 4],
     /// Unique client id (shown in stats and logs).
@@ -41,4 +42,7 @@ pub struct Env {
     /// The auth servers, when `--auth-http-address` is set: every protocol
     /// then authorizes its clients' publishes and subscriptions.
     pub auth: Option<Arc<AuthConfig>>,
+    /// The server's TLS configuration, when `tls_cert`/`tls_key` are set:
+    /// V2 upgrades with it on IDENTIFY `tls_v1`.
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
 }

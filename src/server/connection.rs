@@ -1,33 +1,40 @@
 //! One accepted connection up to its protocol: read exactly 4 magic bytes
-//! under `magic_timeout`, look them up in the registry, and hand over. An
-//! unknown magic gets nsqd's framed `E_BAD_PROTOCOL` and a close. Errors are
-//! logged here, in the connection's span, and never reach the accept loop.
+//! under `magic_timeout`, look them up in the registry, and hand over. A
+//! TLS ClientHello is terminated here and the real magic read inside TLS,
+//! handshake and all under the same `magic_timeout`. An unknown magic gets
+//! nsqd's framed `E_BAD_PROTOCOL` and a close. Errors are logged here, in
+//! the connection's span, and never reach the accept loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Context;
 use super::registry::{Handler, escape_magic};
 use super::stats::ActiveGuard;
 use crate::protocol::Accepted;
+use crate::tls::{Stream, TlsServer};
 
 /// `[u32 size=18][i32 frame type 1 = error]E_BAD_PROTOCOL`.
 pub(crate) const BAD_PROTOCOL_FRAME: &[u8] = b"\x00\x00\x00\x12\x00\x00\x00\x01E_BAD_PROTOCOL";
 
-pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
+pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) {
     let id = ctx.broker.next_client_id();
     let span = info_span!("conn", %peer, id);
     async move {
         debug!("TCP: new client");
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let mut stream = Stream::Plain(tcp);
+        let deadline = Instant::now() + ctx.config.magic_timeout;
         let mut magic = [0u8; 4];
         let read = tokio::select! {
-            r = tokio::time::timeout(ctx.config.magic_timeout, stream.read_exact(&mut magic)) => r,
+            r = tokio::time::timeout_at(deadline, stream.read_exact(&mut magic)) => r,
             _ = ctx.shutdown.cancelled() => return,
         };
         match read {
@@ -43,7 +50,40 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
                 return;
             }
         }
-        let Some(handler) = ctx.registry.get(&magic).cloned() else {
+        let mut handler = ctx.registry.get(&magic).cloned();
+        if let (Some(Handler::Tls), Some(tls)) = (&handler, ctx.registry.tls()) {
+            let Some(tcp) = stream.take_plain() else {
+                return;
+            };
+            let inner = tokio::select! {
+                r = tokio::time::timeout_at(deadline, tls_first(tls, tcp, magic)) => r,
+                _ = ctx.shutdown.cancelled() => return,
+            };
+            match inner {
+                Ok(Ok((tls_stream, inner_magic))) => {
+                    stream = tls_stream;
+                    magic = inner_magic;
+                    // No TLS inside TLS.
+                    handler = ctx
+                        .registry
+                        .get(&magic)
+                        .filter(|h| !matches!(h, Handler::Tls))
+                        .cloned();
+                }
+                Ok(Err(e)) => {
+                    ctx.stats.magic_failures.fetch_add(1, Ordering::Relaxed);
+                    info!(error = %e, "TLS handshake or inner magic failed; closing");
+                    return;
+                }
+                Err(_) => {
+                    ctx.stats.magic_failures.fetch_add(1, Ordering::Relaxed);
+                    info!(timeout = ?ctx.config.magic_timeout,
+                        "TLS handshake and magic not done in time; closing");
+                    return;
+                }
+            }
+        }
+        let Some(handler) = handler else {
             ctx.stats.bad_protocol.fetch_add(1, Ordering::Relaxed);
             warn!(magic = %escape_magic(&magic), "bad protocol magic");
             let _ = stream.write_all(BAD_PROTOCOL_FRAME).await;
@@ -69,6 +109,8 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
                 .await
                 .map_err(anyhow::Error::from),
             Handler::Plugin(plugin) => Box::pin(plugin.serve(conn, ctx.env())).await,
+            // Filtered out above: TLS is only ever the outer layer.
+            Handler::Tls => Ok(()),
         };
         match result {
             Ok(()) => debug!(%protocol, "client closed"),
@@ -77,6 +119,20 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
     }
     .instrument(span)
     .await
+}
+
+/// Terminates TLS on a connection whose first 4 bytes (`hello`) began a
+/// ClientHello, then reads the real magic inside TLS.
+async fn tls_first(
+    tls: &TlsServer,
+    tcp: TcpStream,
+    hello: [u8; 4],
+) -> std::io::Result<(Stream, [u8; 4])> {
+    let mut stream = tls.accept(tcp, Bytes::copy_from_slice(&hello)).await?;
+    let mut magic = [0u8; 4];
+    stream.read_exact(&mut magic).await?;
+    debug!(magic = %escape_magic(&magic), "TLS established; magic read inside it");
+    Ok((stream, magic))
 }
 
 #[cfg(test)]

@@ -32,6 +32,9 @@ pub struct Context {
     /// The TCP address actually bound (set by `run`; differs from the
     /// configured one when that asked for port 0). `/info` reports it.
     pub tcp_addr: std::sync::OnceLock<SocketAddr>,
+    /// The HTTPS address actually bound, when HTTPS is served (set by
+    /// `app::run`): plain HTTP's `TLS_REQUIRED` answer names its port.
+    pub https_addr: std::sync::OnceLock<SocketAddr>,
     /// nsqlookupd registration; started by `run` once the ports are known.
     pub cluster: Arc<crate::cluster::Cluster>,
     /// The auth servers, if configured (see `crate::auth`).
@@ -60,6 +63,7 @@ impl Context {
             config: self.config.clone(),
             shutdown: self.shutdown.clone(),
             auth: self.auth.clone(),
+            tls: self.registry.tls().cloned(),
         }
     }
 
@@ -79,6 +83,7 @@ impl Context {
             stats: Arc::new(ServerStats::default()),
             registry: Arc::new(registry),
             tcp_addr: std::sync::OnceLock::new(),
+            https_addr: std::sync::OnceLock::new(),
         })
     }
 }

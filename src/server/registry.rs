@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::plugin::Plugin;
+use crate::tls::TlsServer;
 
 pub use crate::protocol::MAGIC_V2;
 
@@ -20,6 +21,9 @@ pub enum Handler {
     V2,
     /// A WebAssembly protocol plugin.
     Plugin(Arc<Plugin>),
+    /// A TLS ClientHello (`16 03 0x`): the server terminates TLS and reads
+    /// the real magic inside it.
+    Tls,
 }
 
 impl Handler {
@@ -28,6 +32,7 @@ impl Handler {
         match self {
             Handler::V2 => "V2",
             Handler::Plugin(p) => p.name(),
+            Handler::Tls => "TLS",
         }
     }
 }
@@ -43,6 +48,10 @@ pub enum RegistryError {
 #[derive(Clone)]
 pub struct Registry {
     handlers: HashMap<[u8; 4], Handler>,
+    /// The TLS configuration; when set, every ClientHello magic maps to
+    /// `Handler::Tls` (its fourth byte is a length, so it is matched by
+    /// prefix rather than stored in `handlers`).
+    tls: Option<Arc<TlsServer>>,
 }
 
 impl Default for Registry {
@@ -56,7 +65,21 @@ impl Registry {
     pub fn new() -> Self {
         let mut handlers = HashMap::new();
         handlers.insert(MAGIC_V2, Handler::V2);
-        Registry { handlers }
+        Registry {
+            handlers,
+            tls: None,
+        }
+    }
+
+    /// Registers TLS termination for connections that start with a
+    /// ClientHello, with `tls`'s certificate.
+    pub fn set_tls(&mut self, tls: Arc<TlsServer>) {
+        self.tls = Some(tls);
+    }
+
+    /// The TLS configuration, when TLS is on.
+    pub fn tls(&self) -> Option<&Arc<TlsServer>> {
+        self.tls.as_ref()
     }
 
     /// Adds `magic` → `handler`. A magic already taken is refused, except
@@ -80,8 +103,15 @@ impl Registry {
         Ok(())
     }
 
+    /// The handler of `magic`: an exact registration, else `Handler::Tls`
+    /// for a ClientHello when TLS is on.
     pub fn get(&self, magic: &[u8; 4]) -> Option<&Handler> {
-        self.handlers.get(magic)
+        static TLS: Handler = Handler::Tls;
+        match self.handlers.get(magic) {
+            Some(h) => Some(h),
+            None if self.tls.is_some() && crate::tls::is_client_hello(magic) => Some(&TLS),
+            None => None,
+        }
     }
 
     /// Every plugin once, however many magics it serves, sorted by name.
@@ -105,6 +135,9 @@ impl Registry {
             .iter()
             .map(|(m, h)| (escape_magic(m), h.name().to_owned()))
             .collect();
+        if self.tls.is_some() {
+            v.push(("\\x16\\x03\\x0[0-4]*".to_owned(), "TLS".to_owned()));
+        }
         v.sort();
         v
     }
@@ -114,6 +147,9 @@ impl Registry {
 /// each compiled once. Refuses a bad plugin entry with a message naming it.
 pub fn build_registry(config: &Config) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
+    if let Some(tls) = TlsServer::from_config(config)? {
+        registry.set_tls(tls);
+    }
     for (magics, plugin) in crate::plugin::load_plugins(&config.plugins)? {
         let replace_v2 = config
             .plugins

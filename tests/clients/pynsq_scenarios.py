@@ -302,12 +302,22 @@ async def scenario_two_channels(args):
 
 
 def compression_kwargs(args):
-    """The pynsq connection options that ask for --compression in IDENTIFY."""
+    """The pynsq connection options that ask for --compression in IDENTIFY,
+    and for TLS (tls_v1 with tls_options) with --tls-ca."""
+    kw = {}
     if args.compression == "deflate":
-        return {"deflate": True, "deflate_level": args.deflate_level}
+        kw = {"deflate": True, "deflate_level": args.deflate_level}
     if args.compression == "snappy":
-        return {"snappy": True}
-    return {}
+        kw = {"snappy": True}
+    if args.tls_ca:
+        import ssl
+
+        opts = {"ca_certs": args.tls_ca, "cert_reqs": ssl.CERT_REQUIRED}
+        if args.tls_cert:
+            opts["certfile"] = args.tls_cert
+            opts["keyfile"] = args.tls_key
+        kw.update({"tls_v1": True, "tls_options": opts})
+    return kw
 
 
 def negotiated(data):
@@ -524,6 +534,9 @@ def main():
     p.add_argument("--http", help="HOST:PORT of the HTTP listener, for /stats")
     p.add_argument("--compression", choices=["none", "deflate", "snappy"], default="none")
     p.add_argument("--deflate-level", type=int, default=6)
+    p.add_argument("--tls-ca", help="CA PEM: connect with tls_v1 and verify the server against it")
+    p.add_argument("--tls-cert", help="client certificate PEM (with --tls-key)")
+    p.add_argument("--tls-key", help="client key PEM")
     p.add_argument("--heartbeat-s", type=int, default=0, help="Reader heartbeat interval")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds for the whole scenario")
     args = p.parse_args()

@@ -29,6 +29,8 @@ mod real_clients_nsqjs;
 mod real_clients_pynsq;
 mod real_clients_tokio_nsq;
 mod server;
+mod tls_plugins;
+mod tls_v2;
 mod v2_load;
 mod v2_slow_client;
 mod v2_wire;

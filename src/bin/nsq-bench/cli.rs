@@ -46,6 +46,13 @@ pub(crate) struct CommonArgs {
     /// Do not send IDENTIFY after the magic.
     #[arg(long)]
     pub(crate) skip_identify: bool,
+    /// Upgrade each connection to TLS with IDENTIFY `tls_v1`, as nsqd's
+    /// clients do (the server certificate is not checked without --tls-ca).
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// PEM CA file to verify the server's certificate against (with --tls).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,6 +1,7 @@
 //! One V2 connection for the bench: the socket with the one read buffer and
 //! one write buffer it owns, the magic and IDENTIFY handshake, and waiting for
-//! an `OK` while answering heartbeats.
+//! an `OK` while answering heartbeats. With `--tls` the IDENTIFY asks for
+//! `tls_v1` and the socket is upgraded to TLS as nsqd's clients do.
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,22 +21,41 @@ pub(crate) const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// Read buffer growth step.
 pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
+/// The socket, or TLS over it after an IDENTIFY `tls_v1` upgrade.
+pub(crate) type Stream =
+    tokio_util::either::Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// How to upgrade to TLS: the client configuration.
+pub(crate) type Tls = Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>;
+
+/// The client TLS configuration `common` asks for, if any.
+pub(crate) fn tls_config(common: &CommonArgs) -> Result<Tls> {
+    if !common.tls {
+        return Ok(None);
+    }
+    let ca = match &common.tls_ca {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    Ok(Some(nsq_gateway::tls::client_config(ca.as_deref(), None)?))
+}
+
 /// One V2 connection: the socket plus the single read buffer it owns.
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) rbuf: BytesMut,
     pub(crate) wbuf: BytesMut,
 }
 
 impl Conn {
-    pub(crate) async fn open(addr: SocketAddr, identify: Option<&str>) -> Result<Conn> {
+    pub(crate) async fn open(addr: SocketAddr, identify: Option<&str>, tls: &Tls) -> Result<Conn> {
         let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .with_context(|| format!("connecting to {addr}: timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let mut conn = Conn {
-            stream,
+            stream: tokio_util::either::Either::Left(stream),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::with_capacity(64 * 1024),
         };
@@ -44,6 +64,18 @@ impl Conn {
             wire::put_identify(&mut conn.wbuf, json.as_bytes());
             conn.flush().await?;
             conn.expect_ok("IDENTIFY").await?;
+            if let Some(config) = tls {
+                let tokio_util::either::Either::Left(tcp) = conn.stream else {
+                    bail!("already TLS");
+                };
+                let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost")?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .context("TLS handshake")?;
+                conn.stream = tokio_util::either::Either::Right(tls);
+                conn.expect_ok("TLS upgrade").await?;
+            }
         } else {
             conn.flush().await?;
         }
@@ -107,8 +139,13 @@ pub(crate) fn identify_json(common: &CommonArgs, role: &str) -> Option<String> {
     if common.skip_identify {
         return None;
     }
+    let tls = if common.tls {
+        ",\"feature_negotiation\":true,\"tls_v1\":true"
+    } else {
+        ""
+    };
     Some(format!(
-        "{{\"client_id\":\"{role}\",\"hostname\":\"{role}\",\"user_agent\":\"nsq-bench/{}\"}}",
+        "{{\"client_id\":\"{role}\",\"hostname\":\"{role}\",\"user_agent\":\"nsq-bench/{}\"{tls}}}",
         env!("CARGO_PKG_VERSION")
     ))
 }

@@ -9,7 +9,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use crate::cli::CommonArgs;
-use crate::conn::{Conn, MAX_FRAME, READ_CHUNK, identify_json};
+use crate::conn::{Conn, MAX_FRAME, READ_CHUNK, identify_json, tls_config};
 use crate::run::Outcome;
 use crate::wire;
 
@@ -24,9 +24,10 @@ pub(crate) async fn connect_readers(
     workers: usize,
 ) -> Result<Vec<Reader>> {
     let identify = identify_json(common, "reader");
+    let tls = tls_config(common)?;
     let mut out = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let mut conn = Conn::open(addr, identify.as_deref()).await?;
+        let mut conn = Conn::open(addr, identify.as_deref(), &tls).await?;
         wire::put_sub(&mut conn.wbuf, &common.topic, channel);
         conn.flush().await?;
         conn.expect_ok("SUB").await?;

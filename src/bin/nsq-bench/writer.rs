@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use crate::cli::CommonArgs;
-use crate::conn::{Conn, identify_json};
+use crate::conn::{Conn, identify_json, tls_config};
 use crate::run::Outcome;
 use crate::wire;
 
@@ -43,9 +43,10 @@ pub(crate) async fn connect_writers(
     }
     let mpub = frame.freeze();
     let identify = identify_json(common, "writer");
+    let tls = tls_config(common)?;
     let mut out = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let conn = Conn::open(addr, identify.as_deref()).await?;
+        let conn = Conn::open(addr, identify.as_deref(), &tls).await?;
         out.push(Writer {
             conn,
             mpub: mpub.clone(),

@@ -2,7 +2,8 @@
 //! `encoding/json` would for nsqd's `identifyDataV2`, applies nsqd's ranges
 //! and defaults to each setting, and builds the answer: `OK`, or with
 //! `feature_negotiation` the JSON object nsqd sends, key for key and in the
-//! same order. TLS is never offered (`tls_v1` is answered `false`).
+//! same order. `tls_v1` is granted when the server has a certificate and
+//! the connection is not TLS already.
 
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ pub struct IdentifyData {
     pub output_buffer_timeout: Option<i64>,
     /// Whether the client wants the JSON answer.
     pub feature_negotiation: Option<bool>,
-    /// TLS request; never granted here.
+    /// TLS request; granted when `IdentifyConfig::tls`.
     pub tls_v1: Option<bool>,
     /// Deflate request.
     pub deflate: Option<bool>,
@@ -89,6 +90,9 @@ pub struct IdentifyConfig {
     /// An auth server is configured: reported as `auth_required`, and the
     /// client must AUTH before it publishes or subscribes.
     pub auth_required: bool,
+    /// Whether `tls_v1` may be granted: the server has a certificate and
+    /// the connection is not TLS already.
+    pub tls: bool,
 }
 
 impl Default for IdentifyConfig {
@@ -109,6 +113,7 @@ impl Default for IdentifyConfig {
             snappy: true,
             version: env!("CARGO_PKG_VERSION").to_string(),
             auth_required: false,
+            tls: false,
         }
     }
 }
@@ -165,6 +170,9 @@ pub struct Negotiated {
     pub settings: ClientSettings,
     /// The response frame's data: `OK` or the negotiated JSON.
     pub response: Vec<u8>,
+    /// Whether to upgrade to TLS after sending `response` in the clear; the
+    /// session then sends one `OK` inside TLS (before any compression).
+    pub tls: bool,
     /// Compression to switch to after sending `response` uncompressed; the
     /// session then sends one `OK` through the compressed stream.
     pub compression: Option<Compression>,
@@ -250,6 +258,7 @@ pub fn negotiate(
         return Ok(Negotiated {
             settings: s,
             response: b"OK".to_vec(),
+            tls: false,
             compression: None,
         });
     }
@@ -268,12 +277,13 @@ pub fn negotiate(
         ));
     }
 
+    let tls = cfg.tls && data.tls_v1.unwrap_or(false);
     let json = NegotiatedJson {
         max_rdy_count: cfg.max_rdy_count,
         version: &cfg.version,
         max_msg_timeout: ms(cfg.max_msg_timeout) as u64,
         msg_timeout: ms(s.msg_timeout) as u64,
-        tls_v1: false,
+        tls_v1: tls,
         deflate,
         deflate_level,
         max_deflate_level: cfg.max_deflate_level,
@@ -297,6 +307,7 @@ pub fn negotiate(
     Ok(Negotiated {
         settings: s,
         response,
+        tls,
         compression,
     })
 }

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -33,6 +32,7 @@ use crate::broker::{
     BrokerError, ClientInfo, ClientMeta, ClientRegistration, Consumer, Message, MessageId, Topic,
 };
 use crate::protocol::{Accepted, Env};
+use crate::tls::{Stream, TlsInfo};
 
 mod auth;
 mod handlers;
@@ -82,15 +82,22 @@ enum State {
 /// What a command asks the session to do after it ran.
 enum Outcome {
     Continue,
-    /// Switch the streams to compression after the IDENTIFY answer.
-    Compress(Compression),
+    /// After the IDENTIFY answer: upgrade to TLS (each step answered with
+    /// its own `OK`), then switch the streams to compression, nsqd's order.
+    Upgrade {
+        tls: bool,
+        compression: Option<Compression>,
+    },
 }
 
 pub struct Session {
     /// What the protocol may use: broker, config, shutdown.
     env: Env,
-    /// The socket; only `run` and `flush` use it.
-    stream: TcpStream,
+    /// The socket, or TLS over it; only `run`, `flush` and the upgrade use it.
+    stream: Stream,
+    /// What the TLS handshake established (version, suite, client
+    /// certificate's common name), once the connection is TLS.
+    tls: Option<TlsInfo>,
     /// Stats and identity shared with the channel's client list.
     client: Arc<ClientInfo>,
     /// Lists the client in the broker (for `/stats` producers) while the
@@ -160,19 +167,23 @@ impl Session {
             snappy: cfg.snappy,
             version: env!("CARGO_PKG_VERSION").to_string(),
             auth_required: env.auth.is_some(),
+            tls: env.tls.is_some() && !conn.stream.is_tls(),
         };
+        let tls = conn.stream.tls_info();
         let settings = ClientSettings::defaults(&identify_cfg);
         let client = Arc::new(ClientInfo::new(conn.id, conn.peer, "V2"));
         let ip = conn.peer.ip().to_string();
         let mut meta = meta_for(&settings);
         meta.client_id = ip.clone();
         meta.hostname = ip;
+        set_tls_meta(&mut meta, tls.as_ref());
         client.set_meta(meta);
         let registration = env.broker.register_client(&client);
         let now = Instant::now();
         Session {
             env,
             stream: conn.stream,
+            tls,
             client,
             _registration: registration,
             limits,
@@ -195,6 +206,17 @@ impl Session {
             auth: None,
             auth_secret: String::new(),
         }
+    }
+
+    /// Whether the connection is TLS (TLS-first, or upgraded by IDENTIFY).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The common name of the client certificate's subject, when the client
+    /// presented one over TLS.
+    pub fn tls_common_name(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|t| t.common_name.as_deref())
     }
 
     /// Runs the connection to its end.
@@ -323,11 +345,19 @@ impl Session {
             };
             match result {
                 Ok(Outcome::Continue) => {}
-                Ok(Outcome::Compress(kind)) => {
-                    // The IDENTIFY answer goes out uncompressed; from here on
-                    // both directions are compressed, and the unread bytes
-                    // already in `rbuf` are compressed input.
+                Ok(Outcome::Upgrade { tls, compression }) => {
+                    // The IDENTIFY answer goes out in the clear.
                     self.flush().await?;
+                    if tls {
+                        self.upgrade_tls().await?;
+                        codec::write_response(&mut self.out, b"OK");
+                        self.flush().await?;
+                    }
+                    let Some(kind) = compression else {
+                        continue;
+                    };
+                    // From here on both directions are compressed, and the
+                    // unread bytes already in `rbuf` are compressed input.
                     self.compressor = Some(Compressor::new(kind));
                     self.decompressor = Some(Decompressor::new(kind));
                     let mut meta = self.client.meta();
@@ -347,6 +377,47 @@ impl Session {
         if !self.out.is_empty() {
             self.flush().await?;
         }
+        Ok(())
+    }
+
+    /// The in-band TLS upgrade after an IDENTIFY answered `tls_v1: true`:
+    /// the handshake runs on the same socket under nsqd's 5 s deadline.
+    /// Bytes the client already sent after the IDENTIFY belong to it. A
+    /// failed handshake ends the session (nsqd: fatal `E_IDENTIFY_FAILED`,
+    /// which cannot reach a client whose TLS is broken).
+    async fn upgrade_tls(&mut self) -> Result<(), SessionError> {
+        let (Some(server), Some(tcp)) = (self.env.tls.clone(), self.stream.take_plain()) else {
+            return Err(SessionError::Io(std::io::Error::other(
+                "TLS upgrade without TLS configured or on a TLS stream",
+            )));
+        };
+        let early = self.rbuf.split().freeze();
+        debug!("upgrading connection to TLS");
+        let stream = match tokio::time::timeout(
+            crate::tls::UPGRADE_HANDSHAKE_TIMEOUT,
+            server.accept(tcp, early),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                info!(error = %e, "TLS handshake failed; closing");
+                return Err(SessionError::Io(e));
+            }
+            Err(_) => {
+                info!("TLS handshake timed out; closing");
+                return Err(SessionError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                )));
+            }
+        };
+        self.stream = stream;
+        self.tls = self.stream.tls_info();
+        self.identify_cfg.tls = false;
+        let mut meta = self.client.meta();
+        set_tls_meta(&mut meta, self.tls.as_ref());
+        self.client.set_meta(meta);
         Ok(())
     }
 
@@ -494,8 +565,23 @@ impl Session {
     /// Whether the connection is TLS, and the client certificate's common
     /// name (empty without one): what the auth server is told.
     fn tls_identity(&self) -> (bool, String) {
-        (false, String::new())
+        match &self.tls {
+            Some(t) => (true, t.common_name.clone().unwrap_or_default()),
+            None => (false, String::new()),
+        }
     }
+}
+
+/// Copies what a TLS handshake established into the stats metadata.
+fn set_tls_meta(meta: &mut ClientMeta, tls: Option<&TlsInfo>) {
+    let Some(t) = tls else {
+        return;
+    };
+    meta.tls = true;
+    meta.tls_version = t.version.clone();
+    meta.tls_cipher_suite = t.cipher_suite.clone();
+    meta.tls_negotiated_protocol = t.negotiated_protocol.clone();
+    meta.tls_common_name = t.common_name.clone();
 }
 
 /// Stats metadata for the current settings.

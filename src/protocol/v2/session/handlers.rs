@@ -7,6 +7,17 @@ use super::*;
 impl Session {
     /// Runs one command. Responses go to `out`; errors come back.
     pub(super) fn execute(&mut self, cmd: Command) -> Result<Outcome, ProtocolError> {
+        // nsqd's enforceTLSPolicy: every command but IDENTIFY needs TLS
+        // when it is required.
+        if self.env.config.tls_required() != 0
+            && self.tls.is_none()
+            && !matches!(cmd, Command::Identify(_))
+        {
+            return Err(ProtocolError::invalid(format!(
+                "cannot {} in current state (TLS required)",
+                cmd.name()
+            )));
+        }
         match cmd {
             Command::Nop(_) => Ok(Outcome::Continue),
             Command::Identify(i) => self.identify(&i.data),
@@ -52,12 +63,17 @@ impl Session {
         meta.client_id = data.client_id.clone().unwrap_or_default();
         meta.hostname = data.hostname.clone().unwrap_or_default();
         meta.user_agent = data.user_agent.clone().unwrap_or_default();
+        set_tls_meta(&mut meta, self.tls.as_ref());
         self.client.set_meta(meta);
         debug!(client_id = ?data.client_id, user_agent = ?data.user_agent, "IDENTIFY");
         codec::write_response(&mut self.out, &n.response);
-        Ok(match n.compression {
-            Some(kind) => Outcome::Compress(kind),
-            None => Outcome::Continue,
+        Ok(if n.tls || n.compression.is_some() {
+            Outcome::Upgrade {
+                tls: n.tls,
+                compression: n.compression,
+            }
+        } else {
+            Outcome::Continue
         })
     }
 

@@ -1,0 +1,651 @@
+//! TLS termination, one configuration for every listener: `TlsServer` is
+//! built once from nsqd's `--tls-*` settings (rustls with the `ring`
+//! provider) and accepts handshakes for the V2 in-band upgrade, for
+//! connections that start with a TLS ClientHello (every protocol, on the same
+//! port) and for HTTPS. `Stream` is what a protocol reads and writes: the
+//! plain socket or the TLS stream over it, one `match` apart, so plain TCP
+//! pays nothing for TLS being possible.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use bytes::{Buf, Bytes};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::crypto::WebPkiSupportedAlgorithms;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use tokio_rustls::rustls::{
+    self, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
+
+use crate::config::Config;
+
+/// nsqd's deadline for the in-band upgrade's handshake (`UpgradeTLS`).
+pub const UPGRADE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether the first bytes of a connection are a TLS handshake record:
+/// content type 22, protocol major 3, minor 0 (SSL 3.0) to 4. The fourth
+/// byte is the record length's high byte, so it can be anything.
+pub fn is_client_hello(magic: &[u8; 4]) -> bool {
+    magic[0] == 0x16 && magic[1] == 0x03 && magic[2] <= 0x04
+}
+
+/// `--tls-client-auth-policy`, as nsqd: none, `require` (any certificate,
+/// not verified) or `require-verify` (verified against `--tls-root-ca-file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientAuth {
+    None,
+    RequireAny,
+    RequireVerify,
+}
+
+/// The TLS configuration of the server, shared by every listener.
+pub struct TlsServer {
+    /// Accepts handshakes on TCP (V2 upgrade and TLS-first connections).
+    acceptor: TlsAcceptor,
+    /// The same configuration with ALPN `http/1.1`, for HTTPS.
+    https: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsServer")
+    }
+}
+
+/// What a finished handshake established, for stats and for protocols.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// nsqd's spelling: `TLS1.2`, `TLS1.3`.
+    pub version: String,
+    /// Go's cipher suite name, e.g. `TLS_AES_128_GCM_SHA256`.
+    pub cipher_suite: String,
+    /// The ALPN protocol agreed on, empty when none.
+    pub negotiated_protocol: String,
+    /// The common name of the client certificate's subject, when the client
+    /// sent one that has it.
+    pub common_name: Option<String>,
+}
+
+impl TlsServer {
+    /// The TLS configuration `config` asks for, or `None` when neither
+    /// `tls_cert` nor `tls_key` is set. Refuses unreadable files, a key that
+    /// does not match, and what rustls cannot do, with a message naming the
+    /// setting.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Arc<TlsServer>>> {
+        if config.tls_cert.is_empty() && config.tls_key.is_empty() {
+            return Ok(None);
+        }
+        if config.tls_cert.is_empty() || config.tls_key.is_empty() {
+            bail!("TLS needs both tls_cert and tls_key");
+        }
+        let versions = min_version(&config.tls_min_version)?;
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.tls_cert)
+            .with_context(|| format!("cannot read tls_cert {}", config.tls_cert))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("bad PEM in tls_cert {}", config.tls_cert))?;
+        if certs.is_empty() {
+            bail!("tls_cert {} holds no certificate", config.tls_cert);
+        }
+        let key = PrivateKeyDer::from_pem_file(&config.tls_key).with_context(|| {
+            format!("cannot read a private key from tls_key {}", config.tls_key)
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let policy = match config.tls_client_auth_policy.as_str() {
+            "" => ClientAuth::None,
+            "require" => ClientAuth::RequireAny,
+            "require-verify" => ClientAuth::RequireVerify,
+            other => bail!(
+                "invalid tls_client_auth_policy {other:?}: must be \"require\" or \"require-verify\""
+            ),
+        };
+        let verifier: Arc<dyn ClientCertVerifier> = match policy {
+            ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
+            ClientAuth::RequireAny => Arc::new(AnyClientCert {
+                algorithms: provider.signature_verification_algorithms,
+            }),
+            ClientAuth::RequireVerify => {
+                if config.tls_root_ca_file.is_empty() {
+                    bail!("tls_client_auth_policy require-verify needs tls_root_ca_file");
+                }
+                let mut roots = RootCertStore::empty();
+                for cert in
+                    CertificateDer::pem_file_iter(&config.tls_root_ca_file).with_context(|| {
+                        format!("cannot read tls_root_ca_file {}", config.tls_root_ca_file)
+                    })?
+                {
+                    let cert = cert.with_context(|| {
+                        format!("bad PEM in tls_root_ca_file {}", config.tls_root_ca_file)
+                    })?;
+                    roots.add(cert).with_context(|| {
+                        format!(
+                            "bad certificate in tls_root_ca_file {}",
+                            config.tls_root_ca_file
+                        )
+                    })?;
+                }
+                if roots.is_empty() {
+                    bail!(
+                        "tls_root_ca_file {} holds no certificate",
+                        config.tls_root_ca_file
+                    );
+                }
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .context("tls_root_ca_file")?
+            }
+        };
+        let server = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .context("tls_min_version")?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs, key)
+            .context("tls_cert/tls_key")?;
+        let mut https = server.clone();
+        https.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(TlsServer {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            https: Arc::new(https),
+        })))
+    }
+
+    /// Runs the server side of a handshake on `tcp`; `prefix` holds bytes
+    /// already read from it that belong to the handshake (the magic of a
+    /// TLS-first connection, or what followed an IDENTIFY). The caller
+    /// bounds the time it may take.
+    pub async fn accept(&self, tcp: TcpStream, prefix: Bytes) -> io::Result<Stream> {
+        let tls = self.acceptor.accept(Rewind { prefix, tcp }).await?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    /// The configuration for the HTTPS listener.
+    pub fn https_config(&self) -> Arc<ServerConfig> {
+        self.https.clone()
+    }
+}
+
+/// The versions `--tls-min-version` allows. rustls speaks TLS 1.2 and 1.3
+/// only: the older values nsqd accepts are refused rather than silently
+/// raised, unless unset (nsqd's default is TLS 1.0; here it is TLS 1.2).
+fn min_version(
+    value: &str,
+) -> anyhow::Result<&'static [&'static rustls::SupportedProtocolVersion]> {
+    static BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    match value {
+        "" | "tls1.2" => Ok(BOTH),
+        "tls1.3" => Ok(ONLY13),
+        "ssl3.0" | "tls1.0" | "tls1.1" => bail!(
+            "tls_min_version {value} is not supported: rustls speaks TLS 1.2 and 1.3 only; \
+             use tls1.2 (or leave it unset) or tls1.3"
+        ),
+        other => bail!(
+            "invalid tls_min_version {other:?}: one of ssl3.0, tls1.0, tls1.1, tls1.2, tls1.3"
+        ),
+    }
+}
+
+/// nsqd's `require` policy (Go's `RequireAnyClientCert`): a certificate is
+/// mandatory, but not checked against any CA. The handshake signature is
+/// still verified, so the client holds the certificate's key.
+#[derive(Debug)]
+struct AnyClientCert {
+    /// The provider's signature algorithms, to check the client's proof.
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A TCP socket with bytes already read from it put back in front.
+#[derive(Debug)]
+pub struct Rewind {
+    /// Read before the socket; empty once consumed.
+    prefix: Bytes,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A connection's byte stream: the socket itself, or TLS over it. The TLS
+/// state is boxed so a plain connection's stream stays socket-sized.
+#[derive(Debug)]
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<Rewind>>),
+    /// Only while an upgrade has taken the socket out; every operation fails.
+    Gone,
+}
+
+impl From<TcpStream> for Stream {
+    fn from(tcp: TcpStream) -> Self {
+        Stream::Plain(tcp)
+    }
+}
+
+impl Stream {
+    /// Whether the stream is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// What the handshake established, for a TLS stream.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        let Stream::Tls(tls) = self else {
+            return None;
+        };
+        let conn = tls.get_ref().1;
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS1.2".to_owned(),
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS1.3".to_owned(),
+            Some(v) => format!("Unknown {}", u16::from(v)),
+            None => String::new(),
+        };
+        let cipher_suite = conn
+            .negotiated_cipher_suite()
+            .map(|s| go_cipher_name(s.suite()))
+            .unwrap_or_default();
+        let negotiated_protocol = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        let common_name = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|c| subject_common_name(c));
+        Some(TlsInfo {
+            version,
+            cipher_suite,
+            negotiated_protocol,
+            common_name,
+        })
+    }
+
+    /// Takes the socket out of a plain stream for an upgrade, leaving
+    /// `Gone`; `None` (and the stream untouched) when it is not plain.
+    pub fn take_plain(&mut self) -> Option<TcpStream> {
+        match std::mem::replace(self, Stream::Gone) {
+            Stream::Plain(tcp) => Some(tcp),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// The socket underneath, plain or TLS.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(tcp) => Some(tcp),
+            Stream::Tls(tls) => Some(&tls.get_ref().0.tcp),
+            Stream::Gone => None,
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "stream taken for a TLS upgrade",
+    )
+}
+
+impl AsyncRead for Stream {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+            Stream::Gone => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Err(gone())),
+        }
+    }
+}
+
+/// rustls' cipher suite name in Go's spelling (what nsqd's stats show):
+/// TLS 1.3 suites lose rustls' `TLS13_` prefix.
+fn go_cipher_name(suite: rustls::CipherSuite) -> String {
+    let name = suite
+        .as_str()
+        .map_or_else(|| format!("Unknown {}", u16::from(suite)), str::to_owned);
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+/// The common name (OID 2.5.4.3) of a DER certificate's subject, read with
+/// a minimal DER walk: Certificate → tbsCertificate → [version], serial,
+/// signature, issuer, validity, subject. `None` on anything unexpected.
+pub fn subject_common_name(cert: &[u8]) -> Option<String> {
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    let (tag, cert_body, _) = der(cert)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, mut tbs, _) = der(cert_body)?;
+    if tag != 0x30 {
+        return None;
+    }
+    // Optional explicit [0] version.
+    let (tag, _, rest) = der(tbs)?;
+    if tag == 0xa0 {
+        tbs = rest;
+    }
+    // serial, signature, issuer, validity.
+    for _ in 0..4 {
+        tbs = der(tbs)?.2;
+    }
+    let (tag, mut subject, _) = der(tbs)?;
+    if tag != 0x30 {
+        return None;
+    }
+    while !subject.is_empty() {
+        let (_, mut set, rest) = der(subject)?;
+        subject = rest;
+        while !set.is_empty() {
+            let (_, attr, rest) = der(set)?;
+            set = rest;
+            let (tag, oid, value) = der(attr)?;
+            if tag == 0x06 && oid == CN {
+                let (_, text, _) = der(value)?;
+                return Some(String::from_utf8_lossy(text).into_owned());
+            }
+        }
+    }
+    None
+}
+
+/// One DER element: (tag, contents, what follows).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let mut len = 0usize;
+        for &b in &rest[..n] {
+            len = (len << 8) | usize::from(b);
+        }
+        rest = &rest[n..];
+        len
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// A client configuration trusting `ca_pem` (PEM text), for tests, the
+/// bench and tools: optionally presenting a client certificate.
+pub fn client_config(
+    ca_pem: Option<&[u8]>,
+    client_cert: Option<(&[u8], &[u8])>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("protocol versions")?;
+    let builder = match ca_pem {
+        Some(pem) => {
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(cert.context("CA PEM")?)
+                    .context("CA certificate")?;
+            }
+            builder.with_root_certificates(roots)
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify {
+                algorithms: provider.signature_verification_algorithms,
+            })),
+    };
+    let config = match client_cert {
+        Some((cert_pem, key_pem)) => {
+            let certs = CertificateDer::pem_slice_iter(cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .context("client certificate PEM")?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem).context("client key PEM")?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .context("client certificate")?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// A server certificate verifier that accepts anything (the bench's and
+/// tools' `--tls-insecure`); the handshake signature is still checked.
+#[derive(Debug)]
+struct NoVerify {
+    /// The provider's signature algorithms.
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_hello_magic() {
+        assert!(is_client_hello(&[0x16, 0x03, 0x01, 0x02]));
+        assert!(is_client_hello(&[0x16, 0x03, 0x03, 0xff]));
+        assert!(!is_client_hello(b"  V2"));
+        assert!(!is_client_hello(&[0x16, 0x03, 0x05, 0x00]));
+    }
+
+    #[test]
+    fn old_versions_are_refused_with_a_reason() {
+        for v in ["ssl3.0", "tls1.0", "tls1.1"] {
+            let e = min_version(v).expect_err(v).to_string();
+            assert!(e.contains("rustls speaks TLS 1.2 and 1.3 only"), "{e}");
+        }
+        assert_eq!(min_version("tls1.3").expect("1.3").len(), 1);
+        assert_eq!(min_version("").expect("default").len(), 2);
+        assert!(min_version("tls9").is_err());
+    }
+
+    #[test]
+    fn go_cipher_names() {
+        assert_eq!(
+            go_cipher_name(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            go_cipher_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+    }
+
+    #[test]
+    fn der_walk_survives_garbage() {
+        assert_eq!(subject_common_name(&[]), None);
+        assert_eq!(subject_common_name(&[0x30, 0x82, 0xff]), None);
+        assert_eq!(subject_common_name(&[0x30, 0x00]), None);
+    }
+}

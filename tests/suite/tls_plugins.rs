@@ -1,0 +1,128 @@
+//! TLS from the first byte for plugin protocols, on the same port: the
+//! gateway terminates TLS and dispatches on the magic read inside it.
+//! `redis-cli --tls` and redis-py `ssl=True` to the RESP plugin, stomp.py
+//! over TLS to the STOMP plugin, all checked against the broker.
+
+use crate::common;
+use crate::tls_v2::Pki;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use nsq_gateway::config::{Config, PluginConfig};
+
+use common::clients;
+
+/// The shipped gateway.yaml's plugin entries, component paths absolute.
+fn shipped_plugins() -> Vec<PluginConfig> {
+    let root = clients::repo_root();
+    let text = std::fs::read_to_string(root.join("gateway.yaml")).expect("gateway.yaml");
+    let config = Config::from_yaml(&text, "gateway.yaml").expect("gateway.yaml parses");
+    config
+        .plugins
+        .into_iter()
+        .filter(|p| p.name == "resp" || p.name == "stomp")
+        .map(|mut p| {
+            p.component = root.join(&p.component);
+            p.limits.max_connections = 64;
+            p
+        })
+        .collect()
+}
+
+async fn start(pki: &Pki) -> common::TestServer {
+    common::start_server(Config {
+        plugins: shipped_plugins(),
+        ..pki.config()
+    })
+    .await
+}
+
+fn count(server: &common::TestServer, topic: &str) -> u64 {
+    server
+        .broker()
+        .stats(Some(topic))
+        .first()
+        .map_or(0, |t| t.message_count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_tls_reaches_the_resp_plugin() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    let port = server.tcp_addr.port().to_string();
+    let ca = pki.path("ca.pem");
+    let run = |args: Vec<String>| {
+        tokio::process::Command::new("redis-cli")
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+    };
+    let base = |cmd: &[&str]| {
+        let mut v: Vec<String> = [
+            "--tls",
+            "--cacert",
+            &ca,
+            "--sni",
+            "localhost",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(cmd.iter().map(|s| s.to_string()));
+        v
+    };
+    let out = tokio::time::timeout(Duration::from_secs(20), run(base(&["PING"])))
+        .await
+        .expect("bounded")
+        .expect("redis-cli runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "PONG",
+        "{out:?}"
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        run(base(&["PUBLISH", "tls_resp", "hello"])),
+    )
+    .await
+    .expect("bounded")
+    .expect("redis-cli runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(count(&server, "tls_resp"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_and_stomp_py_over_tls() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    let port = server.tcp_addr.port();
+    let code = format!(
+        "import json, ssl, redis, stomp\n\
+         r = redis.Redis(host='localhost', port={port}, ssl=True, ssl_ca_certs={ca:?})\n\
+         pong = r.ping()\n\
+         r.publish('tls_redis_py', 'from redis-py')\n\
+         c = stomp.Connection([('localhost', {port})])\n\
+         c.set_ssl(for_hosts=[('localhost', {port})], ca_certs={ca:?})\n\
+         c.connect(wait=True)\n\
+         c.send(destination='/topic/tls_stomp', body='from stomp.py', receipt='r1')\n\
+         c.disconnect(receipt='bye')\n\
+         print(json.dumps({{'ok': True, 'pong': pong}}))\n",
+        ca = pki.path("ca.pem"),
+    );
+    let python = tokio::task::spawn_blocking(clients::python)
+        .await
+        .expect("python");
+    let out =
+        clients::run_client_async(python, vec!["-c".to_owned(), code], Duration::from_secs(30))
+            .await;
+    let r = clients::expect_success(&out);
+    assert_eq!(r["pong"], true, "{r}");
+    assert_eq!(count(&server, "tls_redis_py"), 1);
+    assert_eq!(count(&server, "tls_stomp"), 1);
+}
