@@ -31,7 +31,7 @@ fn shipped_plugins() -> Vec<PluginConfig> {
 }
 
 async fn start(pki: &Pki) -> common::TestServer {
-    common::start_server(Config {
+    common::TestServer::start(Config {
         plugins: shipped_plugins(),
         ..pki.config()
     })

@@ -173,7 +173,7 @@ async fn stats_clients(http: std::net::SocketAddr) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inband_upgrade_byte_by_byte() {
     let pki = Pki::new();
-    let server = common::start_server(pki.config()).await;
+    let server = common::TestServer::start(pki.config()).await;
     let mut tcp = TcpStream::connect(server.tcp_addr).await.expect("connect");
     tcp.write_all(b"  V2").await.expect("magic");
     identify(&mut tcp, r#"{"feature_negotiation":true,"tls_v1":true}"#).await;
@@ -222,7 +222,7 @@ async fn inband_upgrade_byte_by_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_certificate_tls_v1_is_answered_false() {
-    let server = common::start_server(common::test_config()).await;
+    let server = common::TestServer::start(common::test_config()).await;
     let mut s = server.v2().await;
     identify(&mut s, r#"{"feature_negotiation":true,"tls_v1":true}"#).await;
     let (_, json) = frame(&mut s).await.expect("answer");
@@ -238,7 +238,7 @@ async fn tls_required_refuses_commands_before_the_upgrade() {
         tls_required: 1,
         ..pki.config()
     };
-    let server = common::start_server(config).await;
+    let server = common::TestServer::start(config).await;
     for (cmd, verb) in [
         (b"PUB t\n\x00\x00\x00\x01x".to_vec(), "PUB"),
         (b"SUB t c\n".to_vec(), "SUB"),
@@ -306,7 +306,7 @@ async fn require_verify_accepts_a_signed_client_and_drops_others() {
         tls_client_auth_policy: "require-verify".into(),
         ..pki.config()
     };
-    let server = common::start_server(config).await;
+    let server = common::TestServer::start(config).await;
     let mut tls = upgrade(server.tcp_addr, &pki.connector(Some(&pki.client)))
         .await
         .expect("signed client");
@@ -354,7 +354,7 @@ async fn v2_directly_over_tls_and_ssl_garbage_and_a_stalled_handshake() {
         magic_timeout: Duration::from_millis(500),
         ..pki.config()
     };
-    let server = common::start_server(config).await;
+    let server = common::TestServer::start(config).await;
     // TLS from the first byte, then the V2 magic inside it.
     let tcp = TcpStream::connect(server.tcp_addr).await.expect("connect");
     let mut tls = pki
@@ -406,7 +406,7 @@ async fn https_serves_the_api_to_python_urllib() {
         tls_required: 2,
         ..pki.config()
     };
-    let server = common::start_server(config).await;
+    let server = common::TestServer::start(config).await;
     let https = https_port(&server).await;
     let code = format!(
         "import ssl, urllib.request, json\n\
