@@ -397,3 +397,96 @@ async fn pynsq_authenticates_and_is_refused_outside_its_grant() {
 async fn nsqjs_authenticates_and_is_refused_outside_its_grant() {
     real_client_auth(crate::common::scenarios::Client::Nsqjs).await;
 }
+
+/// V2 over TLS with a client certificate: the auth server is told `tls=true`
+/// and the certificate's common name, as nsqd tells it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_auth_server_learns_tls_and_the_common_name() {
+    use tokio::io::AsyncReadExt;
+    let pki = crate::tls_v2::Pki::new();
+    let authd = AuthServer::start().await;
+    authd.set("good", orders_publisher());
+    // As in nsqd, a client certificate is asked for only under a policy.
+    let gw = TestServer::start(nsq_gateway::config::Config {
+        auth_http_addresses: vec![authd.addr.to_string()],
+        tls_client_auth_policy: "require-verify".into(),
+        ..pki.config()
+    })
+    .await;
+    let read = |name: &str| std::fs::read(pki.path(name)).expect("pem");
+    let (ca, cert, key) = (read("ca.pem"), read("client.pem"), read("client.key"));
+    let connector = tokio_rustls::TlsConnector::from(
+        nsq_gateway::tls::client_config(Some(&ca), Some((&cert, &key))).expect("client config"),
+    );
+    let mut tcp = TcpStream::connect(gw.tcp_addr).await.expect("connect");
+    tcp.write_all(b"  V2").await.expect("magic");
+    let id = crate::common::v2::identify(&mut tcp, r#"{"feature_negotiation":true,"tls_v1":true}"#)
+        .await;
+    assert_eq!(id.0, 0);
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let read_frame = async |s: &mut tokio_rustls::client::TlsStream<TcpStream>| {
+        let size = s.read_u32().await.expect("size");
+        let kind = s.read_u32().await.expect("kind");
+        let mut data = vec![0; size as usize - 4];
+        s.read_exact(&mut data).await.expect("data");
+        (kind, String::from_utf8_lossy(&data).into_owned())
+    };
+    assert_eq!(read_frame(&mut tls).await, (0, "OK".into()));
+    tls.write_all(&auth_cmd("good")).await.expect("auth");
+    let (kind, answer) = read_frame(&mut tls).await;
+    assert_eq!(kind, 0, "{answer}");
+    let q = authd.queries();
+    assert_eq!(q[0]["tls"], "true");
+    assert_eq!(q[0]["common_name"], "good-client");
+}
+
+/// An `https://` auth server, trusted through `--tls-root-ca-file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_auth_server_is_trusted_through_the_root_ca_file() {
+    use tokio::io::AsyncReadExt;
+    let pki = crate::tls_v2::Pki::new();
+    let tls = nsq_gateway::tls::TlsServer::from_config(&pki.config())
+        .expect("tls config")
+        .expect("tls on");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut s = tls
+            .accept(tcp, bytes::Bytes::new())
+            .await
+            .expect("handshake");
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.expect("read");
+            assert!(n > 0);
+            req.extend_from_slice(&buf[..n]);
+        }
+        let body = r#"{"ttl":60,"identity":"tls-id","identity_url":"","authorizations":[{"topic":".*","channels":[".*"],"permissions":["publish"]}]}"#;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(resp.as_bytes()).await.expect("write");
+        let _ = s.shutdown().await;
+        String::from_utf8_lossy(&req).into_owned()
+    });
+    let gw = TestServer::start(nsq_gateway::config::Config {
+        auth_http_addresses: vec![format!("https://localhost:{port}/auth")],
+        tls_root_ca_file: pki.path("ca.pem"),
+        ..test_config()
+    })
+    .await;
+    let mut s = gw.v2().await;
+    let (kind, answer) = ask(&mut s, &auth_cmd("tls-secret")).await;
+    assert_eq!(kind, 0, "{answer}");
+    assert!(answer.contains("tls-id"), "{answer}");
+    let req = server.await.expect("auth server");
+    assert!(req.starts_with("GET /auth?"), "{req}");
+    assert!(req.contains("secret=tls-secret"), "{req}");
+    assert_eq!(ask(&mut s, &pub_cmd("any", b"x")).await, (0, "OK".into()));
+}
