@@ -283,3 +283,44 @@ async fn redis_cli_authenticates_with_a_password() {
     );
     assert!(text.contains("WRONGPASS"), "{text}");
 }
+
+/// `redis-cli --tls -a <secret>`: TLS from the first byte, then AUTH; the
+/// auth server is told the connection is TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_over_tls_authenticates_and_the_auth_server_sees_tls() {
+    let pki = crate::tls_v2::Pki::new();
+    let authd = AuthServer::start().await;
+    authd.set(
+        "good",
+        Answer::grant(3600, "svc", &[("granted", &[".*"], &["publish"])]),
+    );
+    let gw = TestServer::start(Config {
+        auth_http_addresses: vec![authd.addr.to_string()],
+        plugins: vec![shipped_plugin("resp")],
+        ..pki.config()
+    })
+    .await;
+    let topic = unique_topic("granted");
+    let out = tokio::process::Command::new("redis-cli")
+        .args([
+            "--tls",
+            "--cacert",
+            &pki.path("ca.pem"),
+            "--sni",
+            "localhost",
+        ])
+        .args(["-h", "127.0.0.1", "-p", &gw.tcp_addr.port().to_string()])
+        .args(["-a", "good", "--no-auth-warning", "PUBLISH", &topic, "x"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("redis-cli in time")
+        .expect("redis-cli runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "{out:?}");
+    let q = authd.queries();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["tls"], "true");
+    assert!(gw.broker().existing_topic(&topic).is_some());
+}
