@@ -53,18 +53,9 @@ fn invalid(why: impl Into<String>) -> Fail {
 }
 
 impl HostState {
-    /// Counts a refusal; past the limit the call traps.
+    /// A refusal by the name patterns; counted by `refuse`.
     fn deny(&mut self, what: &str, name: &str, patterns: String) -> Fail {
-        self.denied = self.denied.saturating_add(1);
-        if self.denied > self.shared.limits.max_denied {
-            self.fault = Some(Fault::DeniedFlood);
-            return Fail::Trap(wasmtime::format_err!(
-                "plugin {:?} made more than {} denied broker calls",
-                self.shared.name,
-                self.shared.limits.max_denied
-            ));
-        }
-        Fail::Wit(WitError::Denied(format!(
+        self.refuse(WitError::Denied(format!(
             "{what} {name:?} is not allowed (limits: {patterns})"
         )))
     }
@@ -108,8 +99,8 @@ impl HostState {
         checked.map_err(|e| self.refuse(e))
     }
 
-    /// Counts an auth refusal like a pattern denial, so a guest that keeps
-    /// trying is ended just the same.
+    /// Counts a refusal (the name patterns or the auth grant); past
+    /// `limits.max_denied` the call traps, ending the connection.
     fn refuse(&mut self, e: WitError) -> Fail {
         self.denied = self.denied.saturating_add(1);
         if self.denied > self.shared.limits.max_denied {

@@ -12,25 +12,11 @@ use tokio::net::TcpStream;
 
 use crate::auth_server::{Answer, AuthServer};
 use crate::common::clients::{self, expect_success, unique_topic};
+use crate::common::plugins::shipped_plugin;
 use crate::common::{TestServer, test_config};
-use nsq_gateway::config::{Config, PluginConfig};
+use nsq_gateway::config::Config;
 
 const STEP: Duration = Duration::from_secs(10);
-
-/// A plugin entry of the shipped gateway.yaml, its component path absolute.
-fn shipped_plugin(name: &str) -> PluginConfig {
-    let root = clients::repo_root();
-    let text = std::fs::read_to_string(root.join("gateway.yaml")).expect("gateway.yaml");
-    let config = Config::from_yaml(&text, "gateway.yaml").expect("parses");
-    let mut p = config
-        .plugins
-        .into_iter()
-        .find(|p| p.name == name)
-        .unwrap_or_else(|| panic!("gateway.yaml has `{name}`"));
-    p.component = root.join(&p.component);
-    p.limits.max_connections = 64;
-    p
-}
 
 /// The auth server grants `good` publish and subscribe on topics containing
 /// `granted`; `empty` is known but granted nothing.

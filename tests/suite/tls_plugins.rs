@@ -12,22 +12,11 @@ use std::time::Duration;
 use nsq_gateway::config::{Config, PluginConfig};
 
 use common::clients;
+use common::plugins::shipped_plugin;
 
-/// The shipped gateway.yaml's plugin entries, component paths absolute.
+/// The shipped RESP and STOMP plugins.
 fn shipped_plugins() -> Vec<PluginConfig> {
-    let root = clients::repo_root();
-    let text = std::fs::read_to_string(root.join("gateway.yaml")).expect("gateway.yaml");
-    let config = Config::from_yaml(&text, "gateway.yaml").expect("gateway.yaml parses");
-    config
-        .plugins
-        .into_iter()
-        .filter(|p| p.name == "resp" || p.name == "stomp")
-        .map(|mut p| {
-            p.component = root.join(&p.component);
-            p.limits.max_connections = 64;
-            p
-        })
-        .collect()
+    vec![shipped_plugin("resp"), shipped_plugin("stomp")]
 }
 
 async fn start(pki: &Pki) -> common::TestServer {

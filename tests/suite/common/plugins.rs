@@ -38,6 +38,22 @@ pub fn plugin(name: &str, file: &str, magic: &str, limits: PluginLimits) -> Plug
     }
 }
 
+/// The `name` entry of the shipped gateway.yaml, its component path made
+/// absolute and its connection cap small enough for a test process.
+pub fn shipped_plugin(name: &str) -> PluginConfig {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("gateway.yaml")).expect("gateway.yaml");
+    let config = nsq_gateway::config::Config::from_yaml(&text, "gateway.yaml").expect("parses");
+    let mut p = config
+        .plugins
+        .into_iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("gateway.yaml has a `{name}` plugin"));
+    p.component = root.join(&p.component);
+    p.limits.max_connections = 64;
+    p
+}
+
 /// The LINE plugin with `small_limits`.
 pub fn line_plugin() -> PluginConfig {
     plugin("line", "line", "LINE", small_limits())
