@@ -432,7 +432,8 @@ fn memory_part(part: &str) -> anyhow::Result<()> {
     let after = rss_bytes();
     let active = server.ctx.broker.stats(None).len();
     let magic = plugin.and_then(|p| <[u8; 4]>::try_from(p.2.as_bytes()).ok());
-    let plugin_active = match magic.and_then(|m| server.ctx.registry.get(&m)) {
+    let registry = server.ctx.registry.load();
+    let plugin_active = match magic.and_then(|m| registry.get(&m)) {
         Some(Handler::Plugin(p)) => p.stats().active,
         _ => 0,
     };

@@ -27,7 +27,7 @@ pub struct Listeners {
 pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> {
     // Bound first, so a busy port fails startup before anything runs.
     let https = match (
-        ctx.registry.tls().cloned(),
+        ctx.registry.load().tls().cloned(),
         ctx.config.https_address.as_str(),
     ) {
         (Some(tls), addr) if !addr.is_empty() => {

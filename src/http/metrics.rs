@@ -263,7 +263,7 @@ pub fn render(ctx: &Context) -> Option<String> {
         pl_denied.get_or_create(&l).inc_by(p.denied);
     }
 
-    if let Some(plugin) = ctx.registry.plugins().first() {
+    if let Some(plugin) = ctx.registry.load().plugins().first() {
         let gate = plugin.gate();
         gauge(
             &mut reg,

@@ -15,6 +15,7 @@ mod options;
 pub(crate) mod params;
 mod process;
 pub(crate) mod publish;
+mod reload;
 mod stats;
 mod timefmt;
 mod tls_listener;
@@ -126,6 +127,7 @@ fn build(state: Arc<HttpState>) -> Router {
         .route("/channel/empty", post(admin::channel_empty))
         .route("/channel/pause", post(admin::channel_pause))
         .route("/channel/unpause", post(admin::channel_unpause))
+        .route("/plugins/reload", post(reload::reload))
         .route(
             "/config/{opt}",
             get(options::get_option).put(options::put_option),

@@ -51,7 +51,8 @@ pub async fn stats(State(st): State<Arc<HttpState>>, uri: Uri) -> ApiResult {
         producers: producers.iter().map(ClientJson::from).collect(),
         protocols: st.ctx.stats.protocols(),
         plugins: plugin_stats(&st.ctx),
-        plugin_slots: st.ctx.registry.plugins().first().map(|p| SlotsJson {
+        plugin_set: crate::sync::lock(&st.ctx.plugin_set).clone(),
+        plugin_slots: st.ctx.registry.load().plugins().first().map(|p| SlotsJson {
             slots: p.gate().capacity().slots,
             in_use: p.gate().open(),
             configured: p.gate().capacity().configured,
@@ -87,7 +88,12 @@ pub fn topic_stats(
 
 /// Per-plugin counters, one entry per plugin however many magics it serves.
 pub fn plugin_stats(ctx: &Context) -> Vec<PluginStats> {
-    ctx.registry.plugins().iter().map(|p| p.stats()).collect()
+    ctx.registry
+        .load()
+        .plugins()
+        .iter()
+        .map(|p| p.stats())
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -105,6 +111,9 @@ struct StatsJson {
     protocols: Vec<ProtocolStats>,
     /// Extension: per-plugin connections, traps and limit hits.
     plugins: Vec<PluginStats>,
+    /// Extension: the loaded plugin set (generation, each component's hash
+    /// and load time) and the last refused reload.
+    plugin_set: crate::server::PluginSetStatus,
     /// Extension: the plugin connections the host was sized for at startup
     /// and how many are open (absent without plugins).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -411,7 +420,11 @@ fn render_text(
     }
     let plugins = plugin_stats(&st.ctx);
     if !plugins.is_empty() {
-        let _ = writeln!(w, "\nPlugins:");
+        let set = crate::sync::lock(&st.ctx.plugin_set).clone();
+        let _ = writeln!(w, "\nPlugins: (generation {})", set.generation);
+        if let Some(e) = &set.last_error {
+            let _ = writeln!(w, "   last reload refused at {}: {}", e.at, e.error);
+        }
         for p in plugins {
             let _ = writeln!(
                 w,

@@ -50,8 +50,11 @@ pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
                 return;
             }
         }
-        let mut handler = ctx.registry.get(&magic).cloned();
-        if let (Some(Handler::Tls), Some(tls)) = (&handler, ctx.registry.tls()) {
+        // This connection keeps the handler (and a plugin its instance) it
+        // was accepted with, whatever a reload swaps in later.
+        let registry = ctx.registry.load();
+        let mut handler = registry.get(&magic).cloned();
+        if let (Some(Handler::Tls), Some(tls)) = (&handler, registry.tls()) {
             let Some(tcp) = stream.take_plain() else {
                 return;
             };
@@ -64,8 +67,7 @@ pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
                     stream = tls_stream;
                     magic = inner_magic;
                     // No TLS inside TLS.
-                    handler = ctx
-                        .registry
+                    handler = registry
                         .get(&magic)
                         .filter(|h| !matches!(h, Handler::Tls))
                         .cloned();

@@ -5,6 +5,7 @@
 mod accept;
 mod connection;
 pub mod registry;
+pub mod reload;
 pub mod stats;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 
 pub use registry::{Handler, MAGIC_V2, Registry, build_registry, escape_magic};
+pub use reload::{PluginSetStatus, RegistryCell, reload_plugins};
 pub use stats::{ProtocolStats, ServerStats};
 
 /// What every connection and the HTTP API share.
@@ -28,7 +30,14 @@ pub struct Context {
     /// Cancelled on SIGINT/SIGTERM: the accept loop stops and sessions end.
     pub shutdown: CancellationToken,
     pub stats: Arc<ServerStats>,
-    pub registry: Arc<Registry>,
+    /// Magic → handler; swapped whole by a plugin reload (`reload`).
+    pub registry: RegistryCell,
+    /// The config file a reload re-reads (set by `main`; tests set it).
+    pub config_path: std::sync::OnceLock<std::path::PathBuf>,
+    /// The loaded plugin set and the last refused reload, for `/stats`.
+    pub plugin_set: std::sync::Mutex<PluginSetStatus>,
+    /// Serialises reloads.
+    pub reload_lock: tokio::sync::Mutex<()>,
     /// The TCP address actually bound (set by `run`; differs from the
     /// configured one when that asked for port 0). `/info` reports it.
     pub tcp_addr: std::sync::OnceLock<SocketAddr>,
@@ -63,7 +72,7 @@ impl Context {
             config: self.config.clone(),
             shutdown: self.shutdown.clone(),
             auth: self.auth.clone(),
-            tls: self.registry.tls().cloned(),
+            tls: self.registry.load().tls().cloned(),
         }
     }
 
@@ -74,14 +83,21 @@ impl Context {
             config.nsqlookupd_tcp_addresses.clone(),
             shutdown.clone(),
         );
+        let plugin_set = PluginSetStatus {
+            plugins: reload::origins(&config.plugins),
+            ..PluginSetStatus::default()
+        };
         Arc::new(Context {
             auth: crate::auth::AuthConfig::from_config(&config),
+            config_path: std::sync::OnceLock::new(),
+            plugin_set: std::sync::Mutex::new(plugin_set),
+            reload_lock: tokio::sync::Mutex::new(()),
             broker,
             cluster,
             config: Arc::new(config),
             shutdown,
             stats: Arc::new(ServerStats::default()),
-            registry: Arc::new(registry),
+            registry: RegistryCell::new(registry),
             tcp_addr: std::sync::OnceLock::new(),
             https_addr: std::sync::OnceLock::new(),
         })

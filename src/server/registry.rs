@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, PluginConfig};
 use crate::plugin::Plugin;
 use crate::tls::TlsServer;
 
@@ -146,13 +146,20 @@ impl Registry {
 /// The registry for `config`: built-in V2 plus every configured plugin,
 /// each compiled once. Refuses a bad plugin entry with a message naming it.
 pub fn build_registry(config: &Config) -> anyhow::Result<Registry> {
+    registry_with(TlsServer::from_config(config)?, &config.plugins)
+}
+
+/// Built-in V2, TLS termination when `tls` is set, and `plugins`.
+pub fn registry_with(
+    tls: Option<Arc<TlsServer>>,
+    plugins: &[PluginConfig],
+) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
-    if let Some(tls) = TlsServer::from_config(config)? {
+    if let Some(tls) = tls {
         registry.set_tls(tls);
     }
-    for (magics, plugin) in crate::plugin::load_plugins(&config.plugins)? {
-        let replace_v2 = config
-            .plugins
+    for (magics, plugin) in crate::plugin::load_plugins(plugins)? {
+        let replace_v2 = plugins
             .iter()
             .any(|p| p.name == plugin.name() && p.override_v2);
         for magic in magics {

@@ -245,7 +245,8 @@ async fn protocol_errors_close_like_redis() {
     // The gateway still serves, and the plugin never trapped.
     let mut c = Raw::connect(&server).await;
     c.request(&["PING"], "+PONG\r\n").await;
-    let Some(Handler::Plugin(plugin)) = server.ctx.registry.get(b"*1\r\n") else {
+    let registry = server.ctx.registry.load();
+    let Some(Handler::Plugin(plugin)) = registry.get(b"*1\r\n") else {
         panic!("the RESP plugin is registered for *1\\r\\n");
     };
     let stats = plugin.stats();

@@ -141,6 +141,7 @@ impl TestServer {
     pub fn plugin(&self, name: &str) -> Arc<Plugin> {
         self.ctx
             .registry
+            .load()
             .plugins()
             .into_iter()
             .find(|p| p.name() == name)
