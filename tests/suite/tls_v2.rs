@@ -28,7 +28,7 @@ use common::scenarios::Client;
 pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
-    client: (String, String),
+    pub(crate) client: (String, String),
     rogue: (String, String),
 }
 
@@ -86,7 +86,7 @@ impl Pki {
         }
     }
 
-    fn connector(&self, client: Option<&(String, String)>) -> TlsConnector {
+    pub(crate) fn connector(&self, client: Option<&(String, String)>) -> TlsConnector {
         let cfg = nsq_gateway::tls::client_config(
             Some(self.ca_pem.as_bytes()),
             client.map(|(c, k)| (c.as_bytes(), k.as_bytes())),
@@ -96,7 +96,7 @@ impl Pki {
     }
 }
 
-fn localhost() -> ServerName<'static> {
+pub(crate) fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("name")
 }
 
