@@ -361,15 +361,6 @@ impl Stream {
             }
         }
     }
-
-    /// The socket underneath, plain or TLS.
-    pub fn tcp(&self) -> Option<&TcpStream> {
-        match self {
-            Stream::Plain(tcp) => Some(tcp),
-            Stream::Tls(tls) => Some(&tls.get_ref().0.tcp),
-            Stream::Gone => None,
-        }
-    }
 }
 
 fn gone() -> io::Error {

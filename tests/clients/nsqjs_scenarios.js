@@ -36,6 +36,9 @@ function parseArgs (argv) {
     http: null,
     compression: 'none',
     deflateLevel: 6,
+    tlsCa: null,
+    tlsCert: null,
+    tlsKey: null,
     timeout: 15
   }
   const names = {
@@ -53,6 +56,9 @@ function parseArgs (argv) {
     '--http': ['http', String],
     '--compression': ['compression', String],
     '--deflate-level': ['deflateLevel', Number],
+    '--tls-ca': ['tlsCa', String],
+    '--tls-cert': ['tlsCert', String],
+    '--tls-key': ['tlsKey', String],
     '--timeout': ['timeout', Number]
   }
   for (let i = 1; i < argv.length; i += 2) {
@@ -164,12 +170,21 @@ async function consume (args, count, channel, opts) {
 
 const bodies = (prefix, n) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`)
 
-// The nsqjs options that ask for --compression in IDENTIFY.
+// The nsqjs options that ask for --compression in IDENTIFY, and for TLS
+// (tls_v1, verified against --tls-ca) when --tls-ca is given.
 function compressionOptions (args) {
+  const tls = {}
+  if (args.tlsCa) {
+    const fs = require('fs')
+    Object.assign(tls, { tls: true, tlsVerification: true, ca: fs.readFileSync(args.tlsCa) })
+    if (args.tlsCert) {
+      Object.assign(tls, { cert: fs.readFileSync(args.tlsCert), key: fs.readFileSync(args.tlsKey) })
+    }
+  }
   switch (args.compression) {
-    case 'deflate': return { deflate: true, deflateLevel: args.deflateLevel }
-    case 'snappy': return { snappy: true }
-    case 'none': return {}
+    case 'deflate': return Object.assign({ deflate: true, deflateLevel: args.deflateLevel }, tls)
+    case 'snappy': return Object.assign({ snappy: true }, tls)
+    case 'none': return tls
     default: throw new Error('unknown --compression ' + args.compression)
   }
 }

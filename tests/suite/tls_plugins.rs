@@ -1,15 +1,18 @@
 //! TLS from the first byte for plugin protocols, on the same port: the
 //! gateway terminates TLS and dispatches on the magic read inside it.
 //! `redis-cli --tls` and redis-py `ssl=True` to the RESP plugin, stomp.py
-//! over TLS to the STOMP plugin, all checked against the broker.
+//! over TLS to the STOMP plugin, all checked against the broker; the plugin
+//! connection's stats carry the TLS version and the client certificate's
+//! common name.
 
 use crate::common;
-use crate::tls_v2::Pki;
+use crate::tls_v2::{Pki, localhost};
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use nsq_gateway::config::{Config, PluginConfig};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use common::clients;
 use common::plugins::shipped_plugin;
@@ -114,4 +117,40 @@ async fn redis_py_and_stomp_py_over_tls() {
     assert_eq!(r["pong"], true, "{r}");
     assert_eq!(count(&server, "tls_redis_py"), 1);
     assert_eq!(count(&server, "tls_stomp"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_connection_knows_its_tls_and_client_common_name() {
+    let pki = Pki::new();
+    let server = common::start_server(Config {
+        plugins: shipped_plugins(),
+        tls_client_auth_policy: "require-verify".into(),
+        ..pki.config()
+    })
+    .await;
+    let tcp = tokio::net::TcpStream::connect(server.tcp_addr)
+        .await
+        .expect("connect");
+    let tls = pki
+        .connector(Some(&pki.client))
+        .connect(localhost(), tcp)
+        .await
+        .expect("handshake");
+    let mut tls = BufReader::new(tls);
+    tls.write_all(b"*3\r\n$7\r\nPUBLISH\r\n$6\r\ntls_cn\r\n$2\r\nhi\r\n")
+        .await
+        .expect("publish");
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tls.read_line(&mut line))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    assert!(line.starts_with(':'), "{line:?}");
+    // Still connected: the client is listed with its TLS state.
+    let producers = server.broker().producers();
+    let resp: Vec<_> = producers.iter().filter(|c| c.protocol == "resp").collect();
+    assert_eq!(resp.len(), 1, "{producers:?}");
+    assert!(resp[0].meta.tls);
+    assert_eq!(resp[0].meta.tls_version, "TLS1.3");
+    assert_eq!(resp[0].meta.tls_common_name.as_deref(), Some("good-client"));
 }

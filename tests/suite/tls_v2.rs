@@ -4,8 +4,8 @@
 //! with nsqd's errors, `require-verify` client certificates accepted and
 //! refused, V2 directly over TLS (TLS-first), garbage after a ClientHello
 //! magic and a stalled handshake dropped at `magic_timeout`, HTTPS with
-//! `TLS_REQUIRED` on plain HTTP, and pynsq over TLS, TLS+snappy and
-//! TLS+deflate.
+//! `TLS_REQUIRED` on plain HTTP, and real clients over TLS: pynsq and
+//! nsqjs (plain, client certificate, snappy, deflate) and tokio-nsq.
 
 use crate::common;
 
@@ -28,7 +28,7 @@ use common::scenarios::Client;
 pub(crate) struct Pki {
     dir: PathBuf,
     ca_pem: String,
-    client: (String, String),
+    pub(crate) client: (String, String),
     rogue: (String, String),
 }
 
@@ -86,7 +86,7 @@ impl Pki {
         }
     }
 
-    fn connector(&self, client: Option<&(String, String)>) -> TlsConnector {
+    pub(crate) fn connector(&self, client: Option<&(String, String)>) -> TlsConnector {
         let cfg = nsq_gateway::tls::client_config(
             Some(self.ca_pem.as_bytes()),
             client.map(|(c, k)| (c.as_bytes(), k.as_bytes())),
@@ -96,7 +96,7 @@ impl Pki {
     }
 }
 
-fn localhost() -> ServerName<'static> {
+pub(crate) fn localhost() -> ServerName<'static> {
     ServerName::try_from("localhost").expect("name")
 }
 
@@ -438,7 +438,7 @@ async fn https_serves_the_api_to_python_urllib() {
     );
 }
 
-async fn pynsq_over_tls(compression: &str, client_cert: bool) {
+async fn client_over_tls(c: Client, compression: &str, client_cert: bool) {
     let pki = Pki::new();
     let mut config = pki.config();
     if client_cert {
@@ -464,7 +464,7 @@ async fn pynsq_over_tls(compression: &str, client_cert: bool) {
         ]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let r = Client::Pynsq.run_with(config, "compress", &args).await;
+    let r = c.run_with(config, "compress", &args).await;
     let mut sent = clients::strings(&r["sent"]);
     let mut received = clients::strings(&r["received"]);
     sent.sort();
@@ -482,20 +482,85 @@ async fn pynsq_over_tls(compression: &str, client_cert: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_publishes_and_consumes_over_tls() {
-    pynsq_over_tls("none", false).await;
+    client_over_tls(Client::Pynsq, "none", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_over_tls_with_a_verified_client_certificate() {
-    pynsq_over_tls("none", true).await;
+    client_over_tls(Client::Pynsq, "none", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_over_tls_and_snappy() {
-    pynsq_over_tls("snappy", false).await;
+    client_over_tls(Client::Pynsq, "snappy", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pynsq_over_tls_and_deflate() {
-    pynsq_over_tls("deflate", false).await;
+    client_over_tls(Client::Pynsq, "deflate", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_publishes_and_consumes_over_tls() {
+    client_over_tls(Client::Nsqjs, "none", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_over_tls_with_a_verified_client_certificate() {
+    client_over_tls(Client::Nsqjs, "none", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_over_tls_and_snappy() {
+    client_over_tls(Client::Nsqjs, "snappy", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsqjs_over_tls_and_deflate() {
+    client_over_tls(Client::Nsqjs, "deflate", false).await;
+}
+
+/// tokio-nsq's TLS (rustls 0.19, its default unverified client config)
+/// publishes and consumes through the in-band upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_nsq_publishes_and_consumes_over_tls() {
+    use tokio_nsq::{
+        NSQChannel, NSQConfigShared, NSQConfigSharedTLS, NSQConsumerConfig,
+        NSQConsumerConfigSources, NSQEvent, NSQProducerConfig, NSQTopic,
+    };
+    const STEP: Duration = Duration::from_secs(10);
+    let pki = Pki::new();
+    let server = common::start_server(pki.config()).await;
+    let shared = || NSQConfigShared::new().set_tls(NSQConfigSharedTLS::new("localhost"));
+    let topic = NSQTopic::new("tls_tokio_nsq").expect("topic");
+    let mut p = NSQProducerConfig::new(server.tcp_addr.to_string())
+        .set_shared(shared())
+        .build();
+    match tokio::time::timeout(STEP, p.consume()).await {
+        Ok(Some(NSQEvent::Healthy())) => {}
+        other => panic!("producer did not become healthy: {other:?}"),
+    }
+    p.publish(&topic, b"over tokio-nsq TLS".to_vec())
+        .await
+        .expect("publish");
+    match tokio::time::timeout(STEP, p.consume()).await {
+        Ok(Some(NSQEvent::Ok())) => {}
+        other => panic!("expected OK, got {other:?}"),
+    }
+    let mut c = NSQConsumerConfig::new(topic, NSQChannel::new("ch").expect("channel"))
+        .set_max_in_flight(1)
+        .set_shared(shared())
+        .set_sources(NSQConsumerConfigSources::Daemons(vec![
+            server.tcp_addr.to_string(),
+        ]))
+        .build();
+    let msg = tokio::time::timeout(STEP, c.consume_filtered())
+        .await
+        .expect("a message in time")
+        .expect("a message");
+    assert_eq!(msg.body, b"over tokio-nsq TLS");
+    msg.finish().await;
+    let producers = server.broker().producers();
+    assert_eq!(producers.len(), 1);
+    assert!(producers[0].meta.tls);
 }
