@@ -122,7 +122,7 @@ async fn redis_py_and_stomp_py_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_connection_knows_its_tls_and_client_common_name() {
     let pki = Pki::new();
-    let server = common::start_server(Config {
+    let server = common::TestServer::start(Config {
         plugins: shipped_plugins(),
         tls_client_auth_policy: "require-verify".into(),
         ..pki.config()

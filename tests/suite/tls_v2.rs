@@ -530,7 +530,7 @@ async fn tokio_nsq_publishes_and_consumes_over_tls() {
     };
     const STEP: Duration = Duration::from_secs(10);
     let pki = Pki::new();
-    let server = common::start_server(pki.config()).await;
+    let server = common::TestServer::start(pki.config()).await;
     let shared = || NSQConfigShared::new().set_tls(NSQConfigSharedTLS::new("localhost"));
     let topic = NSQTopic::new("tls_tokio_nsq").expect("topic");
     let mut p = NSQProducerConfig::new(server.tcp_addr.to_string())
