@@ -70,7 +70,13 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyh
     if let Some(addr) = addr {
         tracing::info!(%addr, "HTTP: listening");
     }
-    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let token = ctx.shutdown.clone();
+    let shutdown = async move {
+        token.cancelled().await;
+        if let Some(addr) = addr {
+            tracing::info!(%addr, "HTTP: closing");
+        }
+    };
     axum::serve(listener, build(HttpState::new(ctx, addr)))
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -23,7 +23,7 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
     let id = ctx.broker.next_client_id();
     let span = info_span!("conn", %peer, id);
     async move {
-        debug!("TCP: new client");
+        debug!("TCP: accepted");
         let _ = stream.set_nodelay(true);
         let mut magic = [0u8; 4];
         let read = tokio::select! {
@@ -51,7 +51,7 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
             return;
         };
         let protocol = handler.name().to_owned();
-        debug!(magic = %escape_magic(&magic), %protocol, "protocol selected");
+        info!(magic = %escape_magic(&magic), %protocol, "TCP: new client");
         let _active = ActiveGuard::new(ctx.stats.protocol(&protocol));
         let conn = Accepted {
             stream,
@@ -71,8 +71,11 @@ pub(super) async fn handle(mut stream: TcpStream, peer: SocketAddr, ctx: Arc<Con
             Handler::Plugin(plugin) => Box::pin(plugin.serve(conn, ctx.env())).await,
         };
         match result {
-            Ok(()) => debug!(%protocol, "client closed"),
-            Err(e) => info!(%protocol, error = %format!("{e:#}"), "client ended with error"),
+            Ok(()) if ctx.shutdown.is_cancelled() => {
+                info!(%protocol, reason = "shutting down", "client left")
+            }
+            Ok(()) => info!(%protocol, reason = "connection closed", "client left"),
+            Err(e) => info!(%protocol, reason = %format!("{e:#}"), "client left"),
         }
     }
     .instrument(span)
