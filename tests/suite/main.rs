@@ -18,6 +18,7 @@ mod http_e2e;
 mod http_metrics;
 mod http_plugins;
 mod ops_anywhere;
+mod ops_contrib;
 mod ops_flags;
 mod ops_logs;
 mod plugin_guest_units;
