@@ -20,7 +20,14 @@ pub const VERSION_LINE: &str = concat!(
 
 /// nsq-gateway: an NSQ-compatible message broker whose wire protocols are plugins.
 #[derive(Debug, Parser, Default)]
-#[command(name = "nsq-gateway", about, disable_version_flag = true)]
+// Go's flag package lets a later occurrence of a flag replace an earlier
+// one; `args_override_self` does the same (repeatable flags still collect).
+#[command(
+    name = "nsq-gateway",
+    about,
+    disable_version_flag = true,
+    args_override_self = true
+)]
 pub struct Cli {
     /// Path to the YAML configuration file.
     #[arg(long, value_name = "PATH", default_value = "gateway.yaml")]
@@ -154,6 +161,23 @@ mod tests {
         assert_eq!(cli.settings.node_id, Some(5));
         assert_eq!(cli.settings.mem_queue_size, Some(7));
         assert_eq!(args[5], "-x", "unknown single-dash words are left alone");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value_as_in_go() {
+        let cli = Cli::try_parse_from([
+            "nsq-gateway",
+            "--mem-queue-size=1",
+            "--mem-queue-size=2",
+            "--lookupd-tcp-address=a:1",
+            "--lookupd-tcp-address=b:2",
+        ])
+        .expect("parses");
+        assert_eq!(cli.settings.mem_queue_size, Some(2));
+        assert_eq!(
+            cli.settings.nsqlookupd_tcp_addresses,
+            Some(vec!["a:1".to_owned(), "b:2".to_owned()])
+        );
     }
 
     #[test]

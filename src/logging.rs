@@ -72,6 +72,7 @@ struct Prefixed {
     /// `--log-prefix`, leaked once at startup to live as long as the
     /// subscriber.
     prefix: &'static str,
+    /// Locked for each line, so a line is one write.
     inner: std::io::Stderr,
 }
 

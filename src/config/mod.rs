@@ -69,7 +69,9 @@ fn default_node_id() -> u16 {
 /// A setting that nsqd has and that means nothing here: its YAML key, and
 /// why it has no effect. Logged once at startup when it was given.
 pub struct IgnoredSetting {
+    /// The YAML key (the flag is the same with dashes), named in the log.
     pub key: &'static str,
+    /// Why it changes nothing here, so the operator can drop it knowingly.
     pub reason: &'static str,
 }
 
