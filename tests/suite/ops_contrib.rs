@@ -148,6 +148,17 @@ fn dockerfile_parses_and_names_what_exists() {
             }
             "COPY" if !rest.contains("--from=") => {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
+                if parts[0] == "." {
+                    // The whole checkout is the context: build output and
+                    // test installs (gigabytes) must be left out of it.
+                    let ignore = contrib("Dockerfile.dockerignore");
+                    for dir in ["target", ".venv", "tests/clients/node_modules"] {
+                        assert!(
+                            ignore.lines().any(|l| l.trim() == dir),
+                            "Dockerfile.dockerignore does not leave out {dir}"
+                        );
+                    }
+                }
                 for src in &parts[..parts.len() - 1] {
                     assert!(
                         repo().join(src).exists(),
