@@ -1,14 +1,18 @@
 //! Builds the WebAssembly guest plugins under `plugins/` for `wasm32-wasip2`
 //! as part of the normal `cargo build`, and copies each component to
 //! `target/plugins/<name>.wasm`, the stable path `gateway.yaml` and the tests
-//! use. The nested cargo gets its own target dir (`target/plugins`) so it never
-//! waits on the outer build's lock.
+//! use, and embeds the example plugins (line, stomp, resp) in the binary
+//! through `$OUT_DIR/builtin_plugins.rs`. The nested cargo gets its own
+//! target dir (`target/plugins`) so it never waits on the outer build's lock.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
+
+/// The example plugins embedded in the binary; the test guests are not.
+const BUILTIN: [&str; 3] = ["line", "stomp", "resp"];
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));
@@ -21,7 +25,18 @@ fn main() {
         "cargo:rustc-env=NSQ_GATEWAY_PLUGIN_DIR={}",
         out_dir.display()
     );
+    // `--version` says which compiler built the binary, as nsqd names its Go.
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(|n| format!("rustc{n}")))
+        .unwrap_or_else(|| "rustc".into());
+    println!("cargo:rustc-env=NSQ_GATEWAY_RUSTC={rustc_version}");
     if env::var_os("NSQ_GATEWAY_SKIP_PLUGINS").is_some() {
+        write_builtin(&out_dir);
         return;
     }
 
@@ -29,6 +44,32 @@ fn main() {
         // `cargo:warning` alone would let a build succeed without plugins;
         // a panic in a build script is how it fails the build with a message.
         panic!("\n\nbuilding the WebAssembly plugins failed: {e}\n");
+    }
+    write_builtin(&out_dir);
+}
+
+/// The example plugins embedded in the binary (`builtin:<name>`), so that
+/// `cargo install` gives a gateway that needs no checkout. Writes
+/// `$OUT_DIR/builtin_plugins.rs`, a table of `include_bytes!` of each one
+/// that was built (none when the plugins were skipped).
+fn write_builtin(plugin_dir: &Path) {
+    let mut table = String::from("&[\n");
+    for name in BUILTIN {
+        let file = plugin_dir.join(format!("{name}.wasm"));
+        if file.is_file() {
+            table.push_str(&format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                file.display().to_string()
+            ));
+        }
+    }
+    table.push_str("]\n");
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap_or_else(|_| ".".into()));
+    let dest = out.join("builtin_plugins.rs");
+    if std::fs::read_to_string(&dest).ok().as_deref() != Some(table.as_str())
+        && let Err(e) = std::fs::write(&dest, table)
+    {
+        panic!("writing {}: {e}", dest.display());
     }
 }
 

@@ -78,6 +78,11 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
     crate::server::serve(listeners.tcp, ctx.clone(), &tracker).await;
     tracker.close();
     let deadline = ctx.config.shutdown_timeout;
+    info!(
+        open = tracker.len(),
+        ?deadline,
+        "waiting for sessions, HTTP requests and nsqlookupd to finish"
+    );
     if tokio::time::timeout(deadline, tracker.wait())
         .await
         .is_err()
@@ -92,6 +97,8 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
     }
     // Sessions have ended and their consumers have put back what was in
     // flight: write every in-memory message to disk.
+    info!("writing in-memory messages and metadata to disk");
     ctx.broker.persist();
+    info!("shutdown complete");
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use nsq_gateway::app::{self, Listeners};
 use nsq_gateway::cli::Cli;
@@ -18,8 +18,14 @@ use nsq_gateway::config::Config;
 use nsq_gateway::server::{self, Context};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let explicit = std::env::args_os()
+    let args = nsq_gateway::cli::normalize_args(std::env::args_os());
+    let cli = Cli::parse_from(&args);
+    if cli.version {
+        println!("{}", nsq_gateway::cli::VERSION_LINE);
+        return ExitCode::SUCCESS;
+    }
+    let explicit = args
+        .iter()
         .skip(1)
         .any(|a| a.to_string_lossy().starts_with("--config"));
     let config = match cli.resolve(explicit) {
@@ -29,7 +35,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    nsq_gateway::logging::init(config.log_level, config.log_format);
+    nsq_gateway::logging::init(config.log_level, config.log_format, &config.log_prefix);
+    for ignored in config.ignored_settings() {
+        warn!(
+            setting = ignored.key,
+            reason = ignored.reason,
+            "setting accepted for nsqd compatibility; it has no effect here"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,6 +63,9 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Installed before anything is bound, so a SIGTERM as soon as a port
+    // answers is already a graceful shutdown.
+    let signals = Signals::install();
     let registry = server::build_registry(&config)?;
     let tcp = TcpListener::bind(&config.tcp_address)
         .await
@@ -63,7 +79,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ctx = Context::open(config, registry)?;
     let shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         info!("signal received: shutting down");
         shutdown.cancel();
     });
@@ -74,19 +90,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app::run(listeners, ctx).await
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, Ctrl-C still ends the process by default.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT handlers; `None` when they cannot be installed
+/// (then Ctrl-C still ends the process by default).
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Signals(Some((term, int))),
+            _ => Signals(None),
+        }
+    }
+
+    /// Resolves on SIGINT or SIGTERM.
+    async fn recv(self) {
+        let Some((mut term, mut int)) = self.0 else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

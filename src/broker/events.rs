@@ -2,7 +2,7 @@
 //! names elsewhere (the nsqlookupd registration in `cluster`). The broker
 //! calls the listener synchronously on the path that created or deleted the
 //! name, so a listener must only queue the event and return: it never
-//! blocks a publish or a subscribe.
+//! blocks a publish or a subscribe. Each event is also logged at info here.
 
 use std::sync::Arc;
 
@@ -24,9 +24,21 @@ pub trait EventListener: Send + Sync {
 /// The broker's listener slot: set once, read on every event.
 pub(crate) type ListenerSlot = std::sync::OnceLock<Arc<dyn EventListener>>;
 
-/// Hands `event` to the listener, if one is set.
+/// Logs `event` at info, as nsqd logs each topic and channel created and
+/// deleted, and hands it to the listener, if one is set.
 pub(crate) fn emit(slot: &ListenerSlot, event: impl FnOnce() -> BrokerEvent) {
+    let event = event();
+    match &event {
+        BrokerEvent::TopicCreated(topic) => tracing::info!(%topic, "topic created"),
+        BrokerEvent::TopicDeleted(topic) => tracing::info!(%topic, "topic deleted"),
+        BrokerEvent::ChannelCreated { topic, channel } => {
+            tracing::info!(%topic, %channel, "channel created")
+        }
+        BrokerEvent::ChannelDeleted { topic, channel } => {
+            tracing::info!(%topic, %channel, "channel deleted")
+        }
+    }
     if let Some(l) = slot.get() {
-        l.event(event());
+        l.event(event);
     }
 }

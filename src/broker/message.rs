@@ -61,29 +61,46 @@ pub struct Message {
     pub body: Bytes,
 }
 
-/// Hands out unique ids. It starts at the wall clock in nanoseconds so that
-/// ids stay unique across restarts as long as fewer than one message per
-/// nanosecond is published.
+/// Hands out unique ids. The counter starts at the wall clock in
+/// nanoseconds so that ids stay unique across restarts as long as fewer
+/// than one message per nanosecond is published. The node id (`--node-id`,
+/// 10 bits) is XORed into the top bits: a bijection, so one gateway's ids
+/// stay unique, and two gateways with distinct node ids collide only if
+/// their counters are 2^54 ns (208 days) apart.
 #[derive(Debug)]
 pub struct IdGenerator {
     next: AtomicU64,
+    /// `node_id << 54`, XORed into every id.
+    node_mask: u64,
 }
 
 impl IdGenerator {
     pub fn new() -> Self {
+        Self::with_node(0)
+    }
+
+    /// A generator whose ids carry `node_id` (0..1024; higher bits dropped).
+    pub fn with_node(node_id: u16) -> Self {
         let start = now_nanos().max(1) as u64;
         IdGenerator {
             next: AtomicU64::new(start),
+            node_mask: u64::from(node_id & 0x3ff) << 54,
         }
     }
 
     pub fn next_id(&self) -> MessageId {
-        MessageId::from_u64(self.next.fetch_add(1, Ordering::Relaxed))
+        self.id(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Reserves `n` consecutive ids and returns the first.
+    /// Reserves `n` consecutive counter values and returns the first; turn
+    /// each into an id with `id`.
     pub fn next_block(&self, n: u64) -> u64 {
         self.next.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// The id of counter value `n` (from `next_block`).
+    pub fn id(&self, n: u64) -> MessageId {
+        MessageId::from_u64(n ^ self.node_mask)
     }
 }
 
@@ -104,6 +121,16 @@ pub fn now_nanos() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_id_is_in_the_top_bits() {
+        let a = IdGenerator::with_node(0x3ff);
+        let b = IdGenerator::with_node(0);
+        let n = a.next_block(1);
+        let value = |id: MessageId| u64::from_str_radix(&id.to_string(), 16).expect("hex");
+        assert_eq!(value(a.id(n)) ^ value(b.id(n)), 0x3ff << 54);
+        assert_eq!(b.id(n), MessageId::from_u64(n));
+    }
 
     #[test]
     fn ids_are_16_hex_chars_and_unique() {

@@ -57,6 +57,9 @@ pub struct BrokerOptions {
     /// Where disk queues and metadata live. Only `Broker::open` uses it;
     /// `Broker::new` is memory-only.
     pub data_path: Option<PathBuf>,
+    /// `--node-id`: mixed into every message id so that gateways with
+    /// distinct node ids never hand out the same id.
+    pub node_id: u16,
     /// Segment size, fsync policy and size limits of the disk queues.
     pub disk: DiskQueueOptions,
 }
@@ -77,6 +80,7 @@ impl Default for BrokerOptions {
             max_msg_timeout: Duration::from_secs(15 * 60),
             max_channel_consumers: 0,
             data_path: None,
+            node_id: 0,
             disk: DiskQueueOptions::default(),
         }
     }
@@ -245,10 +249,11 @@ impl Broker {
     /// A memory-only broker: nothing is read from or written to disk, and a
     /// full memory queue refuses publishes.
     pub fn new(opts: BrokerOptions) -> Self {
+        let ids = Arc::new(IdGenerator::with_node(opts.node_id));
         Broker {
             shared: Arc::new(Shared {
                 opts: Arc::new(opts),
-                ids: Arc::new(IdGenerator::new()),
+                ids,
                 timers: Arc::new(Timers::default()),
                 topics: RwLock::new(HashMap::new()),
                 client_ids: AtomicU64::new(1),

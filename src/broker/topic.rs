@@ -132,7 +132,7 @@ impl Topic {
     /// Publishes one message.
     pub fn publish(&self, body: Bytes) -> Result<MessageId, BrokerError> {
         let first = self.put(vec![body], None)?;
-        Ok(MessageId::from_u64(first))
+        Ok(self.ids.id(first))
     }
 
     /// Publishes a batch atomically: all of it or, on error, none of it.
@@ -144,7 +144,7 @@ impl Topic {
     pub fn publish_deferred(&self, body: Bytes, delay: Duration) -> Result<MessageId, BrokerError> {
         let due = (!delay.is_zero()).then(|| Instant::now() + delay);
         let first = self.put(vec![body], due)?;
-        Ok(MessageId::from_u64(first))
+        Ok(self.ids.id(first))
     }
 
     fn put(&self, bodies: Vec<Bytes>, due: Option<Instant>) -> Result<u64, BrokerError> {
@@ -163,7 +163,7 @@ impl Topic {
             .into_iter()
             .enumerate()
             .map(|(i, body)| Message {
-                id: MessageId::from_u64(first + i as u64),
+                id: self.ids.id(first + i as u64),
                 timestamp,
                 attempts: 0,
                 body,

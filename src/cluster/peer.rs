@@ -121,7 +121,7 @@ impl Peer {
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        debug!(lookupd = %self.addr, "nsqlookupd peer stopped");
+        info!(lookupd = %self.addr, "LOOKUP: closing connection to nsqlookupd");
     }
 
     /// One connection: identify, register everything, then forward events

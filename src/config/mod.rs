@@ -60,6 +60,21 @@ fn default_hostname() -> String {
     }
 }
 
+/// nsqd's default `--node-id`: a hash of the hostname, in 0..1024 (nsqd
+/// hashes an MD5 of it with CRC-32; here the CRC-32 of the name itself).
+fn default_node_id() -> u16 {
+    (crc32fast::hash(default_hostname().as_bytes()) % 1024) as u16
+}
+
+/// A setting that nsqd has and that means nothing here: its YAML key, and
+/// why it has no effect. Logged once at startup when it was given.
+pub struct IgnoredSetting {
+    /// The YAML key (the flag is the same with dashes), named in the log.
+    pub key: &'static str,
+    /// Why it changes nothing here, so the operator can drop it knowingly.
+    pub reason: &'static str,
+}
+
 impl Config {
     /// Parses YAML text; `origin` names the source in error messages.
     pub fn from_yaml(text: &str, origin: &str) -> anyhow::Result<Config> {
@@ -69,11 +84,51 @@ impl Config {
         serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
     }
 
-    /// Reads and parses a YAML file.
+    /// Reads and parses a YAML file. Relative component paths of its
+    /// plugins are taken relative to the file's directory, so the gateway
+    /// runs the same from any working directory.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::from_yaml(&text, &path.display().to_string())
+        let mut config = Self::from_yaml(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for plugin in &mut config.plugins {
+            plugin.resolve_relative_to(dir);
+        }
+        Ok(config)
+    }
+
+    /// The settings given a value that has no effect here (nsqd's
+    /// queue-scan tuning and deprecated flags), each with the reason.
+    pub fn ignored_settings(&self) -> Vec<IgnoredSetting> {
+        let d = Config::default();
+        let mut out = Vec::new();
+        let mut check = |given: bool, key: &'static str, reason: &'static str| {
+            if given {
+                out.push(IgnoredSetting { key, reason });
+            }
+        };
+        check(
+            self.worker_id != d.worker_id,
+            "worker_id",
+            "deprecated in nsqd (use node_id)",
+        );
+        check(
+            self.verbose != d.verbose,
+            "verbose",
+            "deprecated in nsqd (use log_level)",
+        );
+        check(
+            self.queue_scan_selection_count != d.queue_scan_selection_count,
+            "queue_scan_selection_count",
+            "in-flight and deferred timeouts fire from timers, there is no 100 ms queue scan",
+        );
+        check(
+            self.queue_scan_worker_pool_max != d.queue_scan_worker_pool_max,
+            "queue_scan_worker_pool_max",
+            "in-flight and deferred timeouts fire from timers, there is no queue-scan worker pool",
+        );
+        out
     }
 
     /// Checks the values against each other and nsqd's ranges. `origin`
@@ -156,6 +211,9 @@ impl Config {
                 )?;
             }
         }
+        if self.node_id >= 1024 {
+            err("node_id", "must be in [0,1024)", &self.node_id)?;
+        }
         if self.max_connections == 0 {
             err(
                 "max_connections",
@@ -231,6 +289,7 @@ impl Config {
             max_channel_consumers: usize::try_from(self.max_channel_consumers)
                 .unwrap_or(usize::MAX),
             data_path: Some(self.data_path.clone()),
+            node_id: self.node_id,
             disk: DiskQueueOptions {
                 max_bytes_per_file: self.max_bytes_per_file,
                 sync_every: self.sync_every,

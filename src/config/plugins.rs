@@ -3,7 +3,7 @@
 //! (compiling the components) is the plugin host's job, not the config's.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 pub struct PluginConfig {
     /// Shown in logs, stats and errors.
     pub name: String,
-    /// Path of the `.wasm` component (relative paths are relative to the
-    /// working directory).
+    /// Path of the `.wasm` component, relative to the config file's
+    /// directory; or `builtin:<name>` for a plugin embedded in the binary;
+    /// left out, the built-in plugin of the same `name`.
+    #[serde(default)]
     pub component: PathBuf,
     /// The 4-byte magics that select this plugin; escapes `\x00`, `\r`,
     /// `\n`, `\t`, `\\` allowed (YAML double quotes already handle most).
@@ -29,6 +31,36 @@ pub struct PluginConfig {
     /// Lets this plugin take the magic `"  V2"` from the native protocol.
     #[serde(default)]
     pub override_v2: bool,
+}
+
+/// How `component` names a plugin embedded in the binary.
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
+impl PluginConfig {
+    /// The embedded plugin this entry names: `builtin:<name>`, or its own
+    /// `name` when `component` is left out. `None` for a file.
+    pub fn builtin_name(&self) -> Option<&str> {
+        if self.component.as_os_str().is_empty() {
+            return Some(&self.name);
+        }
+        self.component.to_str()?.strip_prefix(BUILTIN_PREFIX)
+    }
+
+    /// Makes a relative component path relative to `dir` (the config file's
+    /// directory) instead of the working directory.
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        if self.builtin_name().is_none() && self.component.is_relative() {
+            self.component = dir.join(&self.component);
+        }
+    }
+
+    /// How errors name the component: its path or `builtin:<name>`.
+    pub fn component_label(&self) -> String {
+        match self.builtin_name() {
+            Some(name) => format!("{BUILTIN_PREFIX}{name}"),
+            None => self.component.display().to_string(),
+        }
+    }
 }
 
 /// Per-plugin resource limits; each bounds what one connection can take.

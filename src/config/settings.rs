@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::go_duration;
 use super::plugins::PluginConfig;
-use super::{LogFormat, LogLevel, SyncMode, default_hostname, parse_duration};
+use super::{LogFormat, LogLevel, SyncMode, default_hostname, default_node_id, parse_duration};
 
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
@@ -233,7 +233,7 @@ settings! {
     #[flag(long, value_name = "VERSION")]
     tls_min_version: String = String::new(),
     /// Log level.
-    #[flag(long, value_name = "LEVEL", value_enum)]
+    #[flag(long, value_name = "LEVEL", value_enum, ignore_case = true)]
     log_level: LogLevel = LogLevel::Info,
     /// Log format: human-readable text or one JSON object per line.
     #[flag(long, value_name = "FORMAT", value_enum)]
@@ -260,6 +260,24 @@ settings! {
     #[flag(long, value_name = "DURATION", value_parser = duration)]
     #[serde(with = "go_duration")]
     http_client_request_timeout: Duration = Duration::from_secs(5),
+    /// Unique part of message ids, 0..1024 (default: a hash of the hostname); shown in /info.
+    #[flag(long, value_name = "ID", value_parser = clap::value_parser!(u16).range(0..1024))]
+    node_id: u16 = default_node_id(),
+    /// [deprecated] use --node-id (accepted as nsqd does; has no effect).
+    #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    worker_id: bool = false,
+    /// Prefix of every text log line (nsqd's default is "[nsqd] ").
+    #[flag(long, value_name = "PREFIX")]
+    log_prefix: String = "[nsq-gateway] ".into(),
+    /// [deprecated] has no effect, use --log-level.
+    #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    verbose: bool = false,
+    /// Accepted for nsqd compatibility, no effect: timeouts here are timers, not a 100 ms scan.
+    #[flag(long, value_name = "N")]
+    queue_scan_selection_count: u64 = 20,
+    /// Accepted for nsqd compatibility, no effect: timeouts here are timers, not a scan pool.
+    #[flag(long, value_name = "N")]
+    queue_scan_worker_pool_max: u64 = 4,
     yaml_only {
         /// The WebAssembly protocol plugins and their magics.
         plugins: Vec<PluginConfig> = Vec::new(),

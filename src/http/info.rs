@@ -41,6 +41,8 @@ struct Info {
     max_output_buffer_size: u64,
     max_output_buffer_timeout: u128,
     max_deflate_level: i32,
+    /// `--node-id`, the top bits of every message id (not in nsqd's /info).
+    node_id: u16,
 }
 
 /// `GET /info`.
@@ -64,6 +66,7 @@ pub async fn info(State(st): State<Arc<HttpState>>) -> ApiResult {
         max_output_buffer_size: cfg.max_output_buffer_size,
         max_output_buffer_timeout: cfg.max_output_buffer_timeout.as_nanos(),
         max_deflate_level: cfg.max_deflate_level,
+        node_id: cfg.node_id,
     })
 }
 

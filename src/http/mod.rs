@@ -77,7 +77,13 @@ pub async fn serve(listener: tokio::net::TcpListener, ctx: Arc<Context>) -> anyh
     if let Some(addr) = addr {
         tracing::info!(%addr, "HTTP: listening");
     }
-    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let token = ctx.shutdown.clone();
+    let shutdown = async move {
+        token.cancelled().await;
+        if let Some(addr) = addr {
+            tracing::info!(%addr, "HTTP: closing");
+        }
+    };
     axum::serve(listener, build(HttpState::new(ctx, addr, false)))
         .with_graceful_shutdown(shutdown)
         .await?;
@@ -96,7 +102,13 @@ pub async fn serve_tls(
     if let Some(addr) = addr {
         tracing::info!(%addr, "HTTPS: listening");
     }
-    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let token = ctx.shutdown.clone();
+    let shutdown = async move {
+        token.cancelled().await;
+        if let Some(addr) = addr {
+            tracing::info!(%addr, "HTTPS: closing");
+        }
+    };
     let listener = tls_listener::TlsListener::new(listener, tls.https_config());
     axum::serve(listener, build(HttpState::new(ctx, addr, true)))
         .with_graceful_shutdown(shutdown)

@@ -70,12 +70,20 @@ pub fn load_plugins_with(
             }
             magics.push(magic);
         }
-        if !cfg.component.is_file() {
-            bail!(
+        match cfg.builtin_name() {
+            Some(name) if super::builtin::get(name).is_none() => bail!(
+                "plugin {:?}: no built-in plugin {name:?} (built in: {}); \
+                 name a .wasm file in `component`",
+                cfg.name,
+                super::builtin::names().join(", ")
+            ),
+            Some(_) => {}
+            None if !cfg.component.is_file() => bail!(
                 "plugin {:?}: component file {} does not exist (build the plugins with `cargo build`)",
                 cfg.name,
                 cfg.component.display()
-            );
+            ),
+            None => {}
         }
         all_magics.push(magics);
     }

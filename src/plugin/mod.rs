@@ -10,6 +10,7 @@ pub(crate) mod acl;
 mod auth;
 pub(crate) mod bindings;
 pub(crate) mod broker;
+pub mod builtin;
 pub mod capacity;
 mod config;
 mod connection;
@@ -109,26 +110,27 @@ pub struct Plugin {
 }
 impl Plugin {
     fn load(engine: &PluginEngine, cfg: &PluginConfig) -> anyhow::Result<Plugin> {
-        let bytes = std::fs::read(&cfg.component)
-            .with_context(|| format!("reading component {}", cfg.component.display()))?;
-        let component = Component::new(&engine.engine, &bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not a valid WebAssembly component: {e}",
-                cfg.component.display()
-            )
-        })?;
+        let label = cfg.component_label();
+        let bytes: std::borrow::Cow<'static, [u8]> = match cfg.builtin_name() {
+            Some(name) => builtin::get(name)
+                .with_context(|| format!("no built-in plugin {name:?}"))?
+                .into(),
+            None => std::fs::read(&cfg.component)
+                .with_context(|| format!("reading component {label}"))?
+                .into(),
+        };
+        let component = Component::new(&engine.engine, &bytes)
+            .map_err(|e| anyhow::anyhow!("{label} is not a valid WebAssembly component: {e}"))?;
         let pre = engine.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
-                "{} does not implement the world nsq:gateway/plugin@0.1.0 \
-                 (its imports cannot be satisfied): {e:#}",
-                cfg.component.display()
+                "{label} does not implement the world nsq:gateway/plugin@0.1.0 \
+                 (its imports cannot be satisfied): {e:#}"
             )
         })?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
             anyhow::anyhow!(
-                "{} does not implement the world nsq:gateway/plugin@0.1.0 \
-                 (missing export tcp-handler): {e:#}",
-                cfg.component.display()
+                "{label} does not implement the world nsq:gateway/plugin@0.1.0 \
+                 (missing export tcp-handler): {e:#}"
             )
         })?;
         let tick = engine.opts.epoch_tick.as_millis().max(1);

@@ -28,7 +28,7 @@ pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
     let id = ctx.broker.next_client_id();
     let span = info_span!("conn", %peer, id);
     async move {
-        debug!("TCP: new client");
+        debug!("TCP: accepted");
         let _ = tcp.set_nodelay(true);
         let mut stream = Stream::Plain(tcp);
         let deadline = Instant::now() + ctx.config.magic_timeout;
@@ -93,7 +93,7 @@ pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
             return;
         };
         let protocol = handler.name().to_owned();
-        debug!(magic = %escape_magic(&magic), %protocol, "protocol selected");
+        info!(magic = %escape_magic(&magic), %protocol, "TCP: new client");
         let _active = ActiveGuard::new(ctx.stats.protocol(&protocol));
         let conn = Accepted {
             stream,
@@ -115,8 +115,11 @@ pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
             Handler::Tls => Ok(()),
         };
         match result {
-            Ok(()) => debug!(%protocol, "client closed"),
-            Err(e) => info!(%protocol, error = %format!("{e:#}"), "client ended with error"),
+            Ok(()) if ctx.shutdown.is_cancelled() => {
+                info!(%protocol, reason = "shutting down", "client left")
+            }
+            Ok(()) => info!(%protocol, reason = "connection closed", "client left"),
+            Err(e) => info!(%protocol, reason = %format!("{e:#}"), "client left"),
         }
     }
     .instrument(span)

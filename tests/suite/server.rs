@@ -417,7 +417,7 @@ fn put_config_log_level_changes_the_live_level() {
     let (_, text, _) = gw.terminate();
     let new_client_lines = text
         .lines()
-        .filter(|l| l.contains("TCP: new client"))
+        .filter(|l| l.contains("DEBUG") && l.contains("TCP: accepted"))
         .count();
     assert_eq!(
         new_client_lines, 1,

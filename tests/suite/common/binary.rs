@@ -136,6 +136,34 @@ impl Gateway {
         tcp_port: u16,
         http_port: u16,
     ) -> Gateway {
+        Self::launch(
+            config,
+            extra,
+            ulimit,
+            data,
+            (tcp_port, http_port),
+            &repo(),
+            Stdio::piped(),
+        )
+    }
+
+    /// `spawn` from the working directory `cwd`, with stderr going to
+    /// `stderr` (a log file, to read what an operator would).
+    pub fn spawn_in(config: &Path, extra: &[String], cwd: &Path, stderr: Stdio) -> Gateway {
+        let data = temp_data_dir();
+        let ports = (free_port(), free_port());
+        Self::launch(config, extra, None, &data, ports, cwd, stderr)
+    }
+
+    fn launch(
+        config: &Path,
+        extra: &[String],
+        ulimit: Option<&str>,
+        data: &Path,
+        (tcp_port, http_port): (u16, u16),
+        cwd: &Path,
+        stderr: Stdio,
+    ) -> Gateway {
         let tcp = format!("127.0.0.1:{tcp_port}");
         let http = format!("127.0.0.1:{http_port}");
         let mut args = vec![
@@ -165,9 +193,9 @@ impl Gateway {
             }
         };
         let child = cmd
-            .current_dir(repo())
+            .current_dir(cwd)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("spawn gateway");
         let mut gw = Gateway {
