@@ -53,7 +53,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    // The file a plugin reload (SIGHUP, POST /plugins/reload) re-reads.
+    let config_path = cli
+        .config
+        .is_file()
+        .then(|| std::fs::canonicalize(&cli.config).unwrap_or_else(|_| cli.config.clone()));
+    match runtime.block_on(serve(config, config_path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nsq-gateway: {e:#}");
@@ -62,10 +67,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     // Installed before anything is bound, so a SIGTERM as soon as a port
-    // answers is already a graceful shutdown.
+    // answers is already a graceful shutdown (and a SIGHUP a reload, never
+    // the default action, which would end the process).
     let signals = Signals::install();
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let registry = server::build_registry(&config)?;
     let tcp = TcpListener::bind(&config.tcp_address)
         .await
@@ -77,6 +84,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!(magic = %magic, %protocol, "protocol registered");
     }
     let ctx = Context::open(config, registry)?;
+    if let Some(path) = config_path {
+        let _ = ctx.config_path.set(path);
+    }
+    if let Some(mut hangups) = hangups {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                info!("SIGHUP received: reloading plugins");
+                // Logged (and shown in /stats) whether it worked or not.
+                let _ = server::reload_plugins(&ctx).await;
+            }
+        });
+    }
     let shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
         signals.recv().await;

@@ -6,7 +6,7 @@
 //! config, a duplicate magic) is refused whole: the old set stays, and the
 //! error is logged and shown in `/stats`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
@@ -80,20 +80,25 @@ pub fn origins(configs: &[PluginConfig]) -> Vec<PluginOrigin> {
         .map(|c| PluginOrigin {
             name: c.name.clone(),
             component: c.component.display().to_string(),
-            component_hash: hash_file(&c.component),
+            component_hash: match c.builtin_name() {
+                Some(name) => crate::plugin::builtin::get(name)
+                    .map(hash)
+                    .unwrap_or_default(),
+                None => std::fs::read(&c.component)
+                    .map(|b| hash(&b))
+                    .unwrap_or_default(),
+            },
             loaded_at: at,
         })
         .collect()
 }
 
-fn hash_file(path: &Path) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        Err(_) => String::new(),
-    }
+/// SHA-256 of a component, hex.
+fn hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Re-reads the config file's `plugins:` section and swaps the plugin set.

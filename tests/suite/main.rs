@@ -24,6 +24,7 @@ mod ops_logs;
 mod plugin_guest_units;
 mod plugin_isolation;
 mod plugin_pubsub;
+mod plugin_reload;
 mod plugin_resp;
 mod plugin_slow_client;
 mod plugin_startup;
