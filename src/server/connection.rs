@@ -93,6 +93,18 @@ pub(super) async fn handle(tcp: TcpStream, peer: SocketAddr, ctx: Arc<Context>) 
             return;
         };
         let protocol = handler.name().to_owned();
+        // `--tls-required`: V2 enforces it in-band (its clients upgrade with
+        // IDENTIFY); a plugin protocol has no upgrade, so a plain connection
+        // to one is refused before the guest runs.
+        if matches!(handler, Handler::Plugin(_))
+            && ctx.config.tls_required() != 0
+            && !stream.is_tls()
+        {
+            ctx.stats.magic_failures.fetch_add(1, Ordering::Relaxed);
+            info!(%protocol, "TLS required: plain plugin connection refused");
+            let _ = stream.shutdown().await;
+            return;
+        }
         info!(magic = %escape_magic(&magic), %protocol, "TCP: new client");
         let _active = ActiveGuard::new(ctx.stats.protocol(&protocol));
         let conn = Accepted {

@@ -154,3 +154,49 @@ async fn a_plugin_connection_knows_its_tls_and_client_common_name() {
     assert_eq!(resp[0].meta.tls_version, "TLS1.3");
     assert_eq!(resp[0].meta.tls_common_name.as_deref(), Some("good-client"));
 }
+
+/// With `--tls-required`, plugin protocols (which have no in-band upgrade)
+/// are served over TLS only: a plain RESP connection is closed before the
+/// guest runs, the same over TLS answers, and plain V2 still gets nsqd's
+/// in-band treatment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_required_closes_plain_plugin_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let server = common::TestServer::start(Config {
+        plugins: shipped_plugins(),
+        tls_required: 1,
+        ..pki.config()
+    })
+    .await;
+    let mut plain = tokio::net::TcpStream::connect(server.tcp_addr)
+        .await
+        .expect("connect");
+    plain
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .await
+        .expect("ping");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut got))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+
+    let read = |name: &str| std::fs::read(pki.path(name)).expect("pem");
+    let connector = tokio_rustls::TlsConnector::from(
+        nsq_gateway::tls::client_config(Some(&read("ca.pem")), None).expect("client config"),
+    );
+    let tcp = tokio::net::TcpStream::connect(server.tcp_addr)
+        .await
+        .expect("connect");
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    tls.write_all(b"*1\r\n$4\r\nPING\r\n").await.expect("ping");
+    let mut pong = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut pong))
+        .await
+        .expect("in time")
+        .expect("read");
+    assert_eq!(&pong, b"+PONG\r\n");
+}
