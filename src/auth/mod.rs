@@ -110,12 +110,27 @@ pub struct AuthState {
     pub authorizations: Vec<Authorization>,
     /// After this, the next check asks the auth server again.
     pub expires: Instant,
+    /// The last topic a publish was allowed on: a stream of PUBs to one
+    /// topic runs the patterns once per grant, not once per message.
+    publish_memo: Option<String>,
 }
 
 impl AuthState {
     /// nsqd's `State.IsAllowed`.
     pub fn allows(&self, topic: &str, channel: &str) -> bool {
         self.authorizations.iter().any(|a| a.allows(topic, channel))
+    }
+
+    /// `allows`, remembering the last topic a publish was allowed on.
+    pub fn allows_memo(&mut self, topic: &str, channel: &str) -> bool {
+        if channel.is_empty() && self.publish_memo.as_deref() == Some(topic) {
+            return true;
+        }
+        let ok = self.allows(topic, channel);
+        if ok && channel.is_empty() {
+            self.publish_memo = Some(topic.to_owned());
+        }
+        ok
     }
 
     /// Whether any authorization's topic pattern matches `topic`.
@@ -242,6 +257,7 @@ fn parse_answer(body: &[u8]) -> Result<AuthState, AuthError> {
         identity_url: answer.identity_url,
         authorizations,
         expires: Instant::now() + ttl,
+        publish_memo: None,
     })
 }
 
@@ -271,6 +287,18 @@ mod tests {
             "nsqd also matches the channel patterns on publish"
         );
         assert!(s.allows("t", "x"));
+    }
+
+    #[test]
+    fn the_publish_memo_never_widens_the_grant() {
+        let mut s = state(
+            r#"{"ttl":60,"authorizations":[{"topic":"^a$","channels":[".*"],"permissions":["publish"]}]}"#,
+        );
+        assert!(s.allows_memo("a", ""));
+        assert!(s.allows_memo("a", ""));
+        assert!(!s.allows_memo("b", ""));
+        assert!(!s.allows_memo("a", "ch"), "a subscribe is never memoised");
+        assert!(s.allows_memo("a", ""));
     }
 
     #[test]

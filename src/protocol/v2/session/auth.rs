@@ -90,7 +90,11 @@ impl Session {
         if self.auth.as_ref().is_some_and(AuthState::is_expired) {
             self.query_auth().await?;
         }
-        if self.auth.as_ref().is_some_and(|a| a.allows(topic, channel)) {
+        if self
+            .auth
+            .as_mut()
+            .is_some_and(|a| a.allows_memo(topic, channel))
+        {
             return Ok(());
         }
         Err(ProtocolError::new(
