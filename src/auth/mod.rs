@@ -55,7 +55,7 @@ impl AuthConfig {
 
     fn tls(&self) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
         self.tls
-            .get_or_init(|| tls::client_config(self.root_ca_file.as_deref()))
+            .get_or_init(|| crate::tls::client_config_trusting(self.root_ca_file.as_deref()))
             .clone()
     }
 }
