@@ -2,7 +2,8 @@
 //! map), CLIENT (SETNAME/GETNAME/ID/INFO and friends), AUTH, and the
 //! wrong-arity error they share.
 
-use super::{AfterAuth, AuthPhase, Failure, Host, REDIS_VERSION, Session, valid_name};
+use super::auth::{AfterAuth, AuthPhase};
+use super::{Failure, Host, REDIS_VERSION, Session, valid_name};
 use crate::reply;
 
 impl Session {
