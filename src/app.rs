@@ -1,8 +1,9 @@
 //! The application: given the bound listeners and a `Context`, start the
-//! broker's timers, nsqlookupd registration, the HTTP API and the TCP server
-//! side by side, and on shutdown wait for all of them before writing the
-//! in-memory messages to disk. With TLS configured it also binds and serves
-//! `https_address`. `main` binds and calls `run`; tests bind
+//! broker's timers, nsqlookupd registration, the statsd push (when
+//! configured), the HTTP API and the TCP server side by side, and on
+//! shutdown wait for all of them before writing the in-memory messages to
+//! disk. With TLS configured it also binds and serves `https_address`.
+//! `main` binds and calls `run`; tests bind
 //! port 0 and cancel the shutdown token themselves.
 
 use std::sync::Arc;
@@ -46,6 +47,13 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
     let port = |l: &TcpListener| l.local_addr().map_or(0, |a| a.port());
     let tcp_port = port(&listeners.tcp);
     let http_port = listeners.http.as_ref().map_or(0, port);
+    let broadcast_http_port = match ctx.config.broadcast_http_port {
+        0 => http_port,
+        p => p,
+    };
+    if !ctx.config.statsd_address.is_empty() {
+        tracker.spawn(crate::statsd::run(ctx.clone(), broadcast_http_port));
+    }
     ctx.cluster.start(PeerInfo {
         broadcast_address: ctx.config.broadcast_address.clone(),
         hostname: crate::http::hostname(),
@@ -53,10 +61,7 @@ pub async fn run(listeners: Listeners, ctx: Arc<Context>) -> anyhow::Result<()> 
             0 => tcp_port,
             p => p,
         },
-        http_port: match ctx.config.broadcast_http_port {
-            0 => http_port,
-            p => p,
-        },
+        http_port: broadcast_http_port,
         version: crate::http::VERSION.to_owned(),
     });
     if let Some((https, tls)) = https {

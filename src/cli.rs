@@ -138,6 +138,9 @@ mod tests {
                 "plugins" => continue,
                 "nsqlookupd_tcp_addresses" => "lookupd-tcp-address".to_owned(),
                 "auth_http_addresses" => "auth-http-address".to_owned(),
+                "e2e_processing_latency_percentiles" => {
+                    "e2e-processing-latency-percentile".to_owned()
+                }
                 k => k.replace('_', "-"),
             };
             assert!(flags.contains(&flag), "no flag --{flag} for `{key}`");

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod plugin;
 pub mod protocol;
 pub mod server;
+pub mod statsd;
 mod sync;
 pub mod tls;
 

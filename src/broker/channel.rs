@@ -23,7 +23,8 @@ use super::deferred_store::DeferredLog;
 use super::diskqueue::{DiskQueue, Ticket};
 use super::error::BrokerError;
 use super::health::Health;
-use super::message::Message;
+use super::latency::{E2eLatency, LatencySnapshot, LatencyWindow};
+use super::message::{Message, now_nanos};
 use super::spill::{Queued, SpillQueue};
 use super::timers::Timers;
 use super::topic::Topic;
@@ -66,6 +67,9 @@ pub struct Channel {
     timeout_count: AtomicU64,
     /// Sum of the consumers' in-flight counts, for stats.
     in_flight: AtomicU64,
+    /// Publish-to-FIN latencies over the E2E window, when percentiles are
+    /// configured; consumers record into it without taking `state`.
+    e2e: Option<LatencyWindow>,
 }
 
 impl Channel {
@@ -83,7 +87,6 @@ impl Channel {
             name: name.to_owned(),
             topic_name: topic.name().to_owned(),
             ephemeral: super::names::is_ephemeral(name),
-            opts,
             topic: Arc::downgrade(topic),
             timers,
             health,
@@ -101,6 +104,8 @@ impl Channel {
             requeue_count: AtomicU64::new(0),
             timeout_count: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            e2e: opts.e2e.as_ref().map(|o| LatencyWindow::new(o.window)),
+            opts,
         }
     }
 
@@ -208,7 +213,24 @@ impl Channel {
             client_count: clients.len() as u64,
             paused: self.is_paused(),
             clients: clients.iter().map(|c| c.stats()).collect(),
+            e2e_processing_latency: match (&self.opts.e2e, self.latency_snapshot(now_nanos())) {
+                (Some(o), Some(s)) => s.result(&o.percentiles),
+                _ => E2eLatency::default(),
+            },
         }
+    }
+
+    /// Records the FIN of a message published at `published` (ns since
+    /// the epoch), if E2E percentiles are configured.
+    pub(crate) fn record_latency(&self, published: i64) {
+        if let Some(w) = &self.e2e {
+            w.record(published, now_nanos());
+        }
+    }
+
+    /// The E2E latency counts of the window as of `now`, if configured.
+    pub(crate) fn latency_snapshot(&self, now: i64) -> Option<LatencySnapshot> {
+        self.e2e.as_ref().map(|w| w.snapshot(now))
     }
 
     /// True when `n` more messages fit: in memory, or on disk for a durable
@@ -428,4 +450,6 @@ pub struct ChannelStats {
     pub client_count: u64,
     pub paused: bool,
     pub clients: Vec<ClientStats>,
+    /// Publish-to-FIN percentiles over the E2E window (nsqd's field).
+    pub e2e_processing_latency: E2eLatency,
 }

@@ -215,6 +215,7 @@ impl Consumer {
             .in_flight
             .remove(id)
             .ok_or(BrokerError::MessageNotInFlight)?;
+        self.channel.record_latency(entry.msg.timestamp);
         if let Some(t) = entry.ticket {
             self.acks.push(t);
             if self.acks.len() >= ACK_BATCH {

@@ -12,6 +12,7 @@ pub mod diskqueue;
 mod error;
 pub mod events;
 mod health;
+pub mod latency;
 mod message;
 pub mod metadata;
 pub mod names;
@@ -33,6 +34,7 @@ pub use client::{ClientInfo, ClientMeta, ClientStats, MAX_PUB_TOPICS, PubCount};
 pub use consumer::Consumer;
 pub use error::BrokerError;
 pub use events::{BrokerEvent, EventListener};
+pub use latency::{E2eLatency, LatencyOptions, Percentile};
 pub use message::{IdGenerator, MSG_ID_LEN, Message, MessageId, now_nanos};
 pub use topic::{Topic, TopicStats};
 
@@ -62,6 +64,9 @@ pub struct BrokerOptions {
     pub node_id: u16,
     /// Segment size, fsync policy and size limits of the disk queues.
     pub disk: DiskQueueOptions,
+    /// The E2E processing latency window and its percentiles; `None` (no
+    /// percentiles configured) records nothing, as nsqd.
+    pub e2e: Option<LatencyOptions>,
 }
 
 impl BrokerOptions {
@@ -82,6 +87,7 @@ impl Default for BrokerOptions {
             data_path: None,
             node_id: 0,
             disk: DiskQueueOptions::default(),
+            e2e: None,
         }
     }
 }

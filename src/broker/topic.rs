@@ -19,6 +19,7 @@ use super::deferred_store;
 use super::diskqueue::DiskQueue;
 use super::error::BrokerError;
 use super::health::Health;
+use super::latency::{E2eLatency, LatencySnapshot};
 use super::message::{IdGenerator, Message, MessageId, now_nanos};
 use super::spill::{Queued, SpillQueue};
 use super::timers::Timers;
@@ -415,7 +416,25 @@ impl Topic {
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
             paused: self.is_paused(),
             channels: channels.iter().map(|c| c.stats()).collect(),
+            e2e_processing_latency: self.e2e_latency(&channels),
         }
+    }
+
+    /// nsqd's aggregate of the channels' E2E windows: every channel's
+    /// samples together; `null` percentiles without channels.
+    fn e2e_latency(&self, channels: &[Arc<Channel>]) -> E2eLatency {
+        let Some(opts) = &self.opts.e2e else {
+            return E2eLatency::default();
+        };
+        let now = now_nanos();
+        let mut merged: Option<LatencySnapshot> = None;
+        for s in channels.iter().filter_map(|c| c.latency_snapshot(now)) {
+            match merged.as_mut() {
+                Some(m) => m.merge(&s),
+                None => merged = Some(s),
+            }
+        }
+        merged.map_or_else(E2eLatency::default, |m| m.result(&opts.percentiles))
     }
 
     /// Marks the topic deleted, closes its channels and removes its files.
@@ -593,4 +612,6 @@ pub struct TopicStats {
     pub message_bytes: u64,
     pub paused: bool,
     pub channels: Vec<ChannelStats>,
+    /// The channels' publish-to-FIN percentiles together (nsqd's field).
+    pub e2e_processing_latency: E2eLatency,
 }

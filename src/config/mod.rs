@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::BrokerOptions;
 use crate::broker::diskqueue::{DiskQueueOptions, SyncPolicy};
+use crate::broker::{BrokerOptions, LatencyOptions};
 
 mod duration;
 pub mod plugins;
@@ -48,6 +48,20 @@ pub enum LogLevel {
     Warn,
     Error,
     Fatal,
+}
+
+/// The smallest `statsd_udp_packet_size`: room for any one metric line
+/// of a sensible name.
+pub const MIN_STATSD_PACKET: usize = 64;
+
+/// Most `e2e_processing_latency_percentiles` (each one costs a value in
+/// every topic's and channel's stats).
+const MAX_PERCENTILES: usize = 100;
+
+/// True for `<host>:<port>` with a port above 0.
+fn host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
 }
 
 fn default_hostname() -> String {
@@ -200,10 +214,7 @@ impl Config {
             )?;
         }
         for addr in &self.nsqlookupd_tcp_addresses {
-            let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
-            if !port_ok {
+            if !host_port(addr) {
                 err(
                     "nsqlookupd_tcp_addresses",
                     "each must be <host>:<port>",
@@ -267,6 +278,50 @@ impl Config {
                 &DurationDisplay(self.magic_timeout),
             )?;
         }
+        if !self.statsd_address.is_empty() && !host_port(&self.statsd_address) {
+            err(
+                "statsd_address",
+                "must be <host>:<port> (or empty for no statsd)",
+                &format!("{:?}", self.statsd_address),
+            )?;
+        }
+        if self.statsd_interval < Duration::from_millis(1) {
+            err(
+                "statsd_interval",
+                "must be at least 1ms",
+                &DurationDisplay(self.statsd_interval),
+            )?;
+        }
+        if !(MIN_STATSD_PACKET..=65_507).contains(&self.statsd_udp_packet_size) {
+            err(
+                "statsd_udp_packet_size",
+                "must be between 64 and 65507 bytes",
+                &self.statsd_udp_packet_size,
+            )?;
+        }
+        for p in &self.e2e_processing_latency_percentiles {
+            if !(*p > 0.0 && *p <= 1.0) {
+                err(
+                    "e2e_processing_latency_percentiles",
+                    "each must be in (0, 1.0]",
+                    p,
+                )?;
+            }
+        }
+        if self.e2e_processing_latency_percentiles.len() > MAX_PERCENTILES {
+            err(
+                "e2e_processing_latency_percentiles",
+                "at most 100 percentiles",
+                &self.e2e_processing_latency_percentiles.len(),
+            )?;
+        }
+        if self.e2e_processing_latency_window_time < Duration::from_millis(2) {
+            err(
+                "e2e_processing_latency_window_time",
+                "must be at least 2ms",
+                &DurationDisplay(self.e2e_processing_latency_window_time),
+            )?;
+        }
         Ok(())
     }
 
@@ -278,6 +333,20 @@ impl Config {
         } else {
             self.tls_required
         }
+    }
+
+    /// The E2E latency settings when percentiles are configured: sorted
+    /// from the largest down, as nsqd sorts them.
+    fn e2e_options(&self) -> Option<LatencyOptions> {
+        if self.e2e_processing_latency_percentiles.is_empty() {
+            return None;
+        }
+        let mut percentiles = self.e2e_processing_latency_percentiles.clone();
+        percentiles.sort_by(|a, b| b.total_cmp(a));
+        Some(LatencyOptions {
+            window: self.e2e_processing_latency_window_time,
+            percentiles,
+        })
     }
 
     /// The core's limits derived from this configuration.
@@ -302,6 +371,7 @@ impl Config {
                 max_total_bytes: (self.max_disk_bytes_per_queue > 0)
                     .then_some(self.max_disk_bytes_per_queue),
             },
+            e2e: self.e2e_options(),
         }
     }
 }

@@ -278,6 +278,32 @@ settings! {
     /// Accepted for nsqd compatibility, no effect: timeouts here are timers, not a scan pool.
     #[flag(long, value_name = "N")]
     queue_scan_worker_pool_max: u64 = 4,
+    /// UDP <addr>:<port> of a statsd daemon for pushing stats (empty: none).
+    #[flag(long, value_name = "ADDR")]
+    statsd_address: String = String::new(),
+    /// Prefix used for keys sent to statsd (%s for host replacement).
+    #[flag(long, value_name = "PREFIX")]
+    statsd_prefix: String = "nsq.%s".into(),
+    /// Duration between pushing to statsd.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    statsd_interval: Duration = Duration::from_secs(60),
+    /// The size in bytes of statsd UDP packets (no datagram is larger).
+    #[flag(long, value_name = "BYTES")]
+    statsd_udp_packet_size: usize = 508,
+    /// Skip ephemeral topics and channels when sending stats to statsd.
+    #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    statsd_exclude_ephemeral: bool = false,
+    /// Toggle sending the process's memory figures to statsd.
+    #[flag(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    statsd_mem_stats: bool = true,
+    /// Message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times or comma separated '1.0,0.99,0.95', default none).
+    #[flag(long = "e2e-processing-latency-percentile", value_name = "FLOAT", value_delimiter = ',')]
+    e2e_processing_latency_percentiles: Vec<f64> = Vec::new(),
+    /// Calculate end to end latency quantiles for this duration of time.
+    #[flag(long, value_name = "DURATION", value_parser = duration)]
+    #[serde(with = "go_duration")]
+    e2e_processing_latency_window_time: Duration = Duration::from_secs(600),
     yaml_only {
         /// The WebAssembly protocol plugins and their magics.
         plugins: Vec<PluginConfig> = Vec::new(),

@@ -21,6 +21,7 @@ use super::HttpState;
 use super::error::ApiError;
 use super::process::ProcessStats;
 use super::stats::{plugin_stats, topic_stats};
+use crate::broker::TopicStats;
 use crate::server::Context;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -164,8 +165,23 @@ pub fn render(ctx: &Context) -> Option<String> {
         "nsq_channel_timed_out",
         "In-flight messages that timed out",
     );
+    let t_e2e = gauges(
+        &mut reg,
+        "nsq_topic_e2e_processing_latency_samples",
+        "FINs of the topic's messages in the E2E window (when percentiles are configured)",
+    );
+    let c_e2e = gauges(
+        &mut reg,
+        "nsq_channel_e2e_processing_latency_samples",
+        "FINs of the channel's messages in the E2E window (when percentiles are configured)",
+    );
     for t in &topics {
         let tl: Labels = vec![("topic", t.topic_name.clone())];
+        if t.e2e_processing_latency.percentiles.is_some() {
+            t_e2e
+                .get_or_create(&tl)
+                .set(clamp(t.e2e_processing_latency.count));
+        }
         t_depth.get_or_create(&tl).set(clamp(t.depth));
         t_backend.get_or_create(&tl).set(clamp(t.backend_depth));
         t_paused.get_or_create(&tl).set(i64::from(t.paused));
@@ -185,6 +201,11 @@ pub fn render(ctx: &Context) -> Option<String> {
             c_msgs.get_or_create(&cl).inc_by(c.message_count);
             c_requeued.get_or_create(&cl).inc_by(c.requeue_count);
             c_timed_out.get_or_create(&cl).inc_by(c.timeout_count);
+            if c.e2e_processing_latency.percentiles.is_some() {
+                c_e2e
+                    .get_or_create(&cl)
+                    .set(clamp(c.e2e_processing_latency.count));
+            }
         }
     }
 
@@ -336,7 +357,66 @@ pub fn render(ctx: &Context) -> Option<String> {
 
     let mut out = String::new();
     encode(&mut out, &reg).ok()?;
+    // prometheus-client has no summary type: the E2E percentiles are
+    // written by hand, before the closing `# EOF`.
+    let summaries = e2e_summaries(&topics);
+    if !summaries.is_empty() {
+        let at = out.rfind("# EOF").unwrap_or(out.len());
+        out.insert_str(at, &summaries);
+    }
     Some(out)
+}
+
+/// The E2E processing latency percentiles as two summaries (topic and
+/// channel), in seconds; nothing when no percentiles are configured. Topic
+/// and channel names need no escaping (`[.a-zA-Z0-9_-]` and `#`).
+fn e2e_summaries(topics: &[TopicStats]) -> String {
+    use std::fmt::Write as _;
+    let mut topic_lines = String::new();
+    let mut channel_lines = String::new();
+    for t in topics {
+        for p in t.e2e_processing_latency.percentiles.iter().flatten() {
+            let _ = writeln!(
+                topic_lines,
+                "nsq_topic_e2e_processing_latency_seconds{{topic=\"{}\",quantile=\"{}\"}} {}",
+                t.topic_name,
+                p.quantile,
+                p.value / 1e9
+            );
+        }
+        for c in &t.channels {
+            for p in c.e2e_processing_latency.percentiles.iter().flatten() {
+                let _ = writeln!(
+                    channel_lines,
+                    "nsq_channel_e2e_processing_latency_seconds{{topic=\"{}\",channel=\"{}\",quantile=\"{}\"}} {}",
+                    t.topic_name,
+                    c.channel_name,
+                    p.quantile,
+                    p.value / 1e9
+                );
+            }
+        }
+    }
+    let mut out = String::new();
+    for (name, help, lines) in [
+        (
+            "nsq_topic_e2e_processing_latency_seconds",
+            "Publish-to-FIN time of the topic's messages over the E2E window, all channels together",
+            topic_lines,
+        ),
+        (
+            "nsq_channel_e2e_processing_latency_seconds",
+            "Publish-to-FIN time of the channel's messages over the E2E window",
+            channel_lines,
+        ),
+    ] {
+        if !lines.is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}.");
+            let _ = writeln!(out, "# TYPE {name} summary");
+            out.push_str(&lines);
+        }
+    }
+    out
 }
 
 /// Rewrites the OpenMetrics text into Prometheus text format 0.0.4: counter

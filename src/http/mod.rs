@@ -31,6 +31,8 @@ use error::ApiError;
 use options::RuntimeOptions;
 
 pub use metrics::to_prometheus_text;
+pub use process::ProcessStats;
+pub use stats::{plugin_stats, topic_stats};
 
 /// The version reported by `/info` and `/stats`: nsqd's API level, with this
 /// gateway's own version as semver build metadata so tools that parse it

@@ -15,7 +15,7 @@ use super::error::{ApiResult, Reply};
 use super::params::{Query, bool_param};
 use super::process::ProcessStats;
 use super::timefmt;
-use crate::broker::{ChannelStats, ClientStats, PubCount, TopicStats};
+use crate::broker::{ChannelStats, ClientStats, E2eLatency, PubCount, TopicStats};
 use crate::plugin::PluginStats;
 use crate::server::{Context, ProtocolStats};
 
@@ -131,18 +131,6 @@ struct SlotsJson {
     configured: u64,
 }
 
-/// nsqd's `quantile.Result` when no percentiles are configured.
-#[derive(Serialize)]
-struct E2e {
-    count: u64,
-    percentiles: Option<Vec<()>>,
-}
-
-const NO_E2E: E2e = E2e {
-    count: 0,
-    percentiles: None,
-};
-
 #[derive(Serialize)]
 struct TopicJson {
     topic_name: String,
@@ -152,7 +140,7 @@ struct TopicJson {
     message_count: u64,
     message_bytes: u64,
     paused: bool,
-    e2e_processing_latency: E2e,
+    e2e_processing_latency: E2eLatency,
 }
 
 impl From<&TopicStats> for TopicJson {
@@ -165,7 +153,7 @@ impl From<&TopicStats> for TopicJson {
             message_count: t.message_count,
             message_bytes: t.message_bytes,
             paused: t.paused,
-            e2e_processing_latency: NO_E2E,
+            e2e_processing_latency: t.e2e_processing_latency.clone(),
         }
     }
 }
@@ -183,7 +171,7 @@ struct ChannelJson {
     client_count: u64,
     clients: Vec<ClientJson>,
     paused: bool,
-    e2e_processing_latency: E2e,
+    e2e_processing_latency: E2eLatency,
 }
 
 impl From<&ChannelStats> for ChannelJson {
@@ -200,7 +188,7 @@ impl From<&ChannelStats> for ChannelJson {
             client_count: c.client_count,
             clients: c.clients.iter().map(ClientJson::from).collect(),
             paused: c.paused,
-            e2e_processing_latency: NO_E2E,
+            e2e_processing_latency: c.e2e_processing_latency.clone(),
         }
     }
 }
@@ -355,14 +343,18 @@ fn render_text(
         let p = if t.paused { "*P " } else { "   " };
         let _ = writeln!(
             w,
-            "\n{p}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
-            t.topic_name, t.depth, t.backend_depth, t.message_count
+            "\n{p}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+            t.topic_name,
+            t.depth,
+            t.backend_depth,
+            t.message_count,
+            t.e2e_processing_latency.human()
         );
         for c in &t.channels {
             let p = if c.paused { "   *P " } else { "      " };
             let _ = writeln!(
                 w,
-                "{p}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                "{p}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
                 c.channel_name,
                 c.depth,
                 c.backend_depth,
@@ -370,7 +362,8 @@ fn render_text(
                 c.deferred_count,
                 c.requeue_count,
                 c.timeout_count,
-                c.message_count
+                c.message_count,
+                c.e2e_processing_latency.human()
             );
             for cl in &c.clients {
                 let (id, connected) = client_text_id(cl, now);
