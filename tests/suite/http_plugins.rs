@@ -103,7 +103,7 @@ async fn stats_and_metrics_show_plugin_connections_traps_and_limits() {
     );
 
     let text = http_get(h, "/stats").await;
-    assert!(text.contains("\nPlugins:\n"), "{text}");
+    assert!(text.contains("\nPlugins: (generation 0)\n"), "{text}");
     assert!(
         text.contains("[trap           ] active: 0      connections: 1        traps: 1"),
         "{text}"
