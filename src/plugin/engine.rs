@@ -197,24 +197,31 @@ impl PluginEngine {
     }
 }
 
-/// Links only the WASI a Rust `wasm32-wasip2` guest imports (io, clocks,
-/// random, cli stdio/env/exit/terminal), all synchronous and none blocking:
-/// `wasi:io` comes from `wasi_io`, the rest never waits. No filesystem and
-/// no sockets are linked: a guest importing them fails to load.
+/// Links the WASI that Rust `wasm32-wasip2` guests and componentize-py
+/// (Python) guests import, all synchronous and none blocking:
+/// `wasi:io` comes from `wasi_io`; clocks, random, and cli stdio/env/exit/
+/// terminal never wait. `wasi:filesystem` and `wasi:sockets` are linked so
+/// such components instantiate, with nothing granted (`HostState::new`): no
+/// preopened directory exists, so no descriptor can ever be opened (and no
+/// blocking file call reached), and TCP, UDP and name lookups are denied, so
+/// socket creation fails with `access-denied` before any system call. Any
+/// other import (wasi:http, a newer unknown interface) fails to load, naming it.
 fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     let l = linker;
     wasi_io::add_to_linker(l, |s| &mut s.table)?;
     let clocks_of = <HostState as WasiClocksView>::clocks;
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, clocks_of)?;
     clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, clocks_of)?;
-    random::random::add_to_linker::<HostState, WasiRandom>(
-        l,
-        <HostState as WasiRandomView>::random,
-    )?;
+    let random_of = <HostState as WasiRandomView>::random;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, random_of)?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, random_of)?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, random_of)?;
     let cli_of = <HostState as WasiCliView>::cli;
     cli::stdin::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     cli::stdout::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
@@ -226,5 +233,18 @@ fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    // Nothing granted: no preopens (so no descriptor), no network uses.
+    let fs_of = <HostState as WasiFilesystemView>::filesystem;
+    filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(l, fs_of)?;
+    sync::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(l, fs_of)?;
+    let net_of = <HostState as WasiSocketsView>::sockets;
+    let net_opts = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<HostState, WasiSockets>(l, &net_opts, net_of)?;
+    sockets::instance_network::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sockets::ip_name_lookup::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sockets::tcp_create_socket::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sync::sockets::tcp::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sync::sockets::udp_create_socket::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sync::sockets::udp::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
     Ok(())
 }
