@@ -4,6 +4,7 @@
 //! own interfaces, the epoch ticker thread, and the `Gate` that counts the
 //! plugin connections of all plugins against the planned slots.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::cache::CompileCache;
 use super::state::HostState;
 use super::{bindings, capacity, wasi_io};
 use crate::config::PluginConfig;
@@ -36,6 +38,9 @@ pub struct HostOptions {
     pub epoch_tick: Duration,
     /// The pooling allocator (false only to measure it).
     pub pooling: bool,
+    /// The compiled-component cache directory (`plugin_cache_path`);
+    /// `None` compiles every component at every load.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for HostOptions {
@@ -44,6 +49,7 @@ impl Default for HostOptions {
             cpu: CpuBudget::Epoch,
             epoch_tick: Duration::from_millis(5),
             pooling: true,
+            cache_dir: None,
         }
     }
 }
@@ -73,6 +79,9 @@ pub(crate) struct PluginEngine {
     pub(super) ticker: Option<Arc<Ticker>>,
     /// The plugin connections of every plugin, against the planned slots.
     pub(super) gate: Arc<Gate>,
+    /// Where compiled components are kept, when `cache_dir` is set; sealed
+    /// (digests recorded) once every plugin is loaded.
+    pub(super) cache: Option<CompileCache>,
 }
 
 /// Counts the plugin connections of all plugins in one place, so that no
@@ -162,6 +171,16 @@ impl PluginEngine {
                 .table_keep_resident(16 << 10);
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
+        let cache = opts.cache_dir.as_deref().map(CompileCache::new);
+        if let Some(cache) = &cache {
+            let report = cache.verify();
+            tracing::debug!(
+                kept = report.kept,
+                removed = report.removed,
+                "plugin compile cache checked"
+            );
+            cfg.cache(Some(cache.wasmtime_cache()?));
+        }
         let engine =
             Engine::new(&cfg).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -193,6 +212,7 @@ impl PluginEngine {
                 open: AtomicU64::new(0),
                 capacity,
             }),
+            cache,
         })
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod acl;
 mod auth;
 pub(crate) mod bindings;
 pub(crate) mod broker;
+mod cache;
 pub mod capacity;
 mod config;
 mod connection;
@@ -36,6 +37,7 @@ pub use config::{
 };
 
 use bindings::nsq::gateway::types::ConnectInfo;
+pub use cache::{VerifyReport, cache_dir};
 pub use engine::{CpuBudget, Gate, HostOptions};
 use engine::{FUEL_PER_MS, PluginEngine, Ticker};
 use event_loop::{Conn, Ended};

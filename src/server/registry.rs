@@ -150,7 +150,11 @@ pub fn build_registry(config: &Config) -> anyhow::Result<Registry> {
     if let Some(tls) = TlsServer::from_config(config)? {
         registry.set_tls(tls);
     }
-    for (magics, plugin) in crate::plugin::load_plugins(&config.plugins)? {
+    let opts = crate::plugin::HostOptions {
+        cache_dir: crate::plugin::cache_dir(config),
+        ..crate::plugin::HostOptions::default()
+    };
+    for (magics, plugin) in crate::plugin::load_plugins_with(&config.plugins, &opts)? {
         let replace_v2 = config
             .plugins
             .iter()
