@@ -20,6 +20,7 @@ mod http_plugins;
 mod plugin_guest_units;
 mod plugin_isolation;
 mod plugin_pubsub;
+mod plugin_python;
 mod plugin_resp;
 mod plugin_slow_client;
 mod plugin_startup;
