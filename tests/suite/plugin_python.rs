@@ -59,6 +59,10 @@ async fn server() -> TestServer {
     jsonl.limits.memory = 64 << 20;
     let mut config = test_config();
     config.plugin_cache_path = out_dir().join("cache").display().to_string();
+    // One start at a time: the first compiles the component into the cache
+    // (seconds of CPU), the others then load it instead of compiling too.
+    static START: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = START.lock().await;
     TestServer::builder()
         .config(config)
         .plugin(jsonl)
