@@ -304,6 +304,9 @@ settings! {
     #[flag(long, value_name = "DURATION", value_parser = duration)]
     #[serde(with = "go_duration")]
     e2e_processing_latency_window_time: Duration = Duration::from_secs(600),
+    /// Directory for compiled plugin components, reused while the component and the engine are unchanged ("" = <data-path>/plugin-cache; "off" = compile at every start).
+    #[flag(long, value_name = "PATH")]
+    plugin_cache_path: String = String::new(),
     yaml_only {
         /// The WebAssembly protocol plugins and their magics.
         plugins: Vec<PluginConfig> = Vec::new(),

@@ -95,6 +95,9 @@ pub fn load_plugins_with(
             Plugin::load(&engine, cfg).with_context(|| format!("plugin {:?}", cfg.name))?;
         out.push((magics, Arc::new(plugin)));
     }
+    if let Some(cache) = &engine.cache {
+        cache.seal();
+    }
     Ok(out)
 }
 

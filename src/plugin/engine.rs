@@ -4,6 +4,7 @@
 //! own interfaces, the epoch ticker thread, and the `Gate` that counts the
 //! plugin connections of all plugins against the planned slots.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::cache::CompileCache;
 use super::state::HostState;
 use super::{bindings, capacity, wasi_io};
 use crate::config::PluginConfig;
@@ -36,6 +38,9 @@ pub struct HostOptions {
     pub epoch_tick: Duration,
     /// The pooling allocator (false only to measure it).
     pub pooling: bool,
+    /// The compiled-component cache directory (`plugin_cache_path`);
+    /// `None` compiles every component at every load.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for HostOptions {
@@ -44,6 +49,7 @@ impl Default for HostOptions {
             cpu: CpuBudget::Epoch,
             epoch_tick: Duration::from_millis(5),
             pooling: true,
+            cache_dir: None,
         }
     }
 }
@@ -73,6 +79,9 @@ pub(crate) struct PluginEngine {
     pub(super) ticker: Option<Arc<Ticker>>,
     /// The plugin connections of every plugin, against the planned slots.
     pub(super) gate: Arc<Gate>,
+    /// Where compiled components are kept, when `cache_dir` is set; sealed
+    /// (digests recorded) once every plugin is loaded.
+    pub(super) cache: Option<CompileCache>,
 }
 
 /// Counts the plugin connections of all plugins in one place, so that no
@@ -162,6 +171,16 @@ impl PluginEngine {
                 .table_keep_resident(16 << 10);
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
+        let cache = opts.cache_dir.as_deref().map(CompileCache::new);
+        if let Some(cache) = &cache {
+            let report = cache.verify();
+            tracing::debug!(
+                kept = report.kept,
+                removed = report.removed,
+                "plugin compile cache checked"
+            );
+            cfg.cache(Some(cache.wasmtime_cache()?));
+        }
         let engine =
             Engine::new(&cfg).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e}"))?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -193,28 +212,36 @@ impl PluginEngine {
                 open: AtomicU64::new(0),
                 capacity,
             }),
+            cache,
         })
     }
 }
 
-/// Links only the WASI a Rust `wasm32-wasip2` guest imports (io, clocks,
-/// random, cli stdio/env/exit/terminal), all synchronous and none blocking:
-/// `wasi:io` comes from `wasi_io`, the rest never waits. No filesystem and
-/// no sockets are linked: a guest importing them fails to load.
+/// Links the WASI that Rust `wasm32-wasip2` guests and componentize-py
+/// (Python) guests import, all synchronous and none blocking:
+/// `wasi:io` comes from `wasi_io`; clocks, random, and cli stdio/env/exit/
+/// terminal never wait. `wasi:filesystem` and `wasi:sockets` are linked so
+/// such components instantiate, with nothing granted (`HostState::new`): no
+/// preopened directory exists, so no descriptor can ever be opened (and no
+/// blocking file call reached), and TCP, UDP and name lookups are denied, so
+/// socket creation fails with `access-denied` before any system call. Any
+/// other import (wasi:http, a newer unknown interface) fails to load, naming it.
 fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
     use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
     use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     let l = linker;
     wasi_io::add_to_linker(l, |s| &mut s.table)?;
     let clocks_of = <HostState as WasiClocksView>::clocks;
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, clocks_of)?;
     clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, clocks_of)?;
-    random::random::add_to_linker::<HostState, WasiRandom>(
-        l,
-        <HostState as WasiRandomView>::random,
-    )?;
+    let random_of = <HostState as WasiRandomView>::random;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, random_of)?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, random_of)?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, random_of)?;
     let cli_of = <HostState as WasiCliView>::cli;
     cli::stdin::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     cli::stdout::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
@@ -226,5 +253,18 @@ fn add_wasi(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, cli_of)?;
+    // Nothing granted: no preopens (so no descriptor), no network uses.
+    let fs_of = <HostState as WasiFilesystemView>::filesystem;
+    filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(l, fs_of)?;
+    sync::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(l, fs_of)?;
+    let net_of = <HostState as WasiSocketsView>::sockets;
+    let net_opts = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<HostState, WasiSockets>(l, &net_opts, net_of)?;
+    sockets::instance_network::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sockets::ip_name_lookup::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sockets::tcp_create_socket::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sync::sockets::tcp::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sync::sockets::udp_create_socket::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
+    sync::sockets::udp::add_to_linker::<HostState, WasiSockets>(l, net_of)?;
     Ok(())
 }

@@ -11,6 +11,7 @@ mod auth;
 pub(crate) mod bindings;
 pub(crate) mod broker;
 pub mod builtin;
+mod cache;
 pub mod capacity;
 mod config;
 mod connection;
@@ -37,6 +38,7 @@ pub use config::{
 };
 
 use bindings::nsq::gateway::types::ConnectInfo;
+pub use cache::{VerifyReport, cache_dir};
 pub use engine::{CpuBudget, Gate, HostOptions};
 use engine::{FUEL_PER_MS, PluginEngine, Ticker};
 use event_loop::{Conn, Ended};

@@ -128,6 +128,11 @@ impl HostState {
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output.clone())
+            // Linked for componentize-py guests, granted nothing (these are
+            // WasiCtx's defaults; said here so a change there cannot open them).
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let max = usize::try_from(shared.limits.memory).unwrap_or(usize::MAX);
         let registration = broker.register_client(&client);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use thiserror::Error;
 
-use crate::config::{Config, PluginConfig};
+use crate::config::Config;
 use crate::plugin::Plugin;
 use crate::tls::TlsServer;
 
@@ -146,19 +146,23 @@ impl Registry {
 /// The registry for `config`: built-in V2 plus every configured plugin,
 /// each compiled once. Refuses a bad plugin entry with a message naming it.
 pub fn build_registry(config: &Config) -> anyhow::Result<Registry> {
-    registry_with(TlsServer::from_config(config)?, &config.plugins)
+    registry_with(TlsServer::from_config(config)?, config)
 }
 
-/// Built-in V2, TLS termination when `tls` is set, and `plugins`.
-pub fn registry_with(
-    tls: Option<Arc<TlsServer>>,
-    plugins: &[PluginConfig],
-) -> anyhow::Result<Registry> {
+/// Built-in V2, TLS termination when `tls` is set, and `config`'s plugins
+/// (compiled through the plugin cache it names).
+pub fn registry_with(tls: Option<Arc<TlsServer>>, config: &Config) -> anyhow::Result<Registry> {
+    let plugins = &config.plugins;
+    let opts = crate::plugin::HostOptions {
+        cache_dir: crate::plugin::cache_dir(config),
+        ..crate::plugin::HostOptions::default()
+    };
+    let opts = &opts;
     let mut registry = Registry::new();
     if let Some(tls) = tls {
         registry.set_tls(tls);
     }
-    for (magics, plugin) in crate::plugin::load_plugins(plugins)? {
+    for (magics, plugin) in crate::plugin::load_plugins_with(plugins, opts)? {
         let replace_v2 = plugins
             .iter()
             .any(|p| p.name == plugin.name() && p.override_v2);

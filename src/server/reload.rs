@@ -140,7 +140,7 @@ async fn load_new_set(ctx: &Arc<Context>) -> anyhow::Result<(Registry, Vec<Plugi
     tokio::task::spawn_blocking(move || {
         let config = Config::load(&path)?;
         config.validate(&path.display().to_string())?;
-        let registry = registry_with(tls, &config.plugins)?;
+        let registry = registry_with(tls, &config)?;
         Ok((registry, origins(&config.plugins)))
     })
     .await

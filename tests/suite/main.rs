@@ -25,6 +25,7 @@ mod ops_logs;
 mod plugin_guest_units;
 mod plugin_isolation;
 mod plugin_pubsub;
+mod plugin_python;
 mod plugin_reload;
 mod plugin_resp;
 mod plugin_slow_client;

@@ -129,12 +129,18 @@ fn a_component_of_another_world_is_refused() {
 }
 
 #[test]
-fn a_component_importing_the_filesystem_is_refused() {
-    let wat = br#"(component (import "wasi:filesystem/preopens@0.2.0" (instance)))"#;
-    let cfg = with_component("fs", temp_file("fs.wat", wat));
+fn a_component_importing_an_unlinked_interface_is_refused_naming_it() {
+    // wasi:filesystem and wasi:sockets are linked (granting nothing) for
+    // componentize-py guests; wasi:http is not.
+    let wat = br#"(component
+        (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+    )"#;
+    let cfg = with_component("http", temp_file("http.wat", wat));
     let e = error_of(&[cfg]);
     assert!(
-        e.contains("\"fs\"") && e.contains("does not implement the world"),
+        e.contains("\"http\"")
+            && e.contains("does not implement the world")
+            && e.contains("wasi:http/outgoing-handler"),
         "{e}"
     );
 }

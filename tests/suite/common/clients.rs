@@ -42,12 +42,12 @@ pub fn script(name: &str) -> PathBuf {
 /// An exclusive `flock` held until drop. `flock` locks belong to the open
 /// file description, so two threads of one process that each open the file
 /// exclude each other just as two processes do.
-struct FileLock {
+pub struct FileLock {
     file: File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path) -> FileLock {
+    pub fn acquire(path: &Path) -> FileLock {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         }
@@ -82,7 +82,7 @@ impl Drop for FileLock {
     }
 }
 
-fn lock_path(name: &str) -> PathBuf {
+pub fn lock_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("nsq-gateway-{name}.lock"))
 }
 
