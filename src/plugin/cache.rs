@@ -29,11 +29,13 @@ use wasmtime::{Cache, CacheConfig};
 /// The cache directory `config` asks for: `plugin_cache_path`, "" meaning
 /// `<data_path>/plugin-cache`, and "off" none.
 pub fn cache_dir(config: &crate::config::Config) -> Option<PathBuf> {
-    match config.plugin_cache_path.as_str() {
-        "off" => None,
-        "" => Some(config.data_path.join("plugin-cache")),
-        path => Some(PathBuf::from(path)),
-    }
+    let dir = match config.plugin_cache_path.as_str() {
+        "off" => return None,
+        "" => config.data_path.join("plugin-cache"),
+        path => PathBuf::from(path),
+    };
+    // wasmtime's cache wants an absolute path; `data_path` defaults to ".".
+    Some(std::path::absolute(&dir).unwrap_or(dir))
 }
 
 /// One cache directory: wasmtime's entries and this module's digests.
@@ -158,6 +160,20 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_directory_is_absolute_even_under_a_relative_data_path() {
+        let config = crate::config::Config::default();
+        assert_eq!(config.data_path, Path::new("."));
+        let dir = cache_dir(&config).expect("on by default");
+        assert!(dir.is_absolute(), "{}", dir.display());
+        assert!(dir.ends_with("plugin-cache"));
+        let off = crate::config::Config {
+            plugin_cache_path: "off".into(),
+            ..crate::config::Config::default()
+        };
+        assert_eq!(cache_dir(&off), None);
+    }
 
     #[test]
     fn entries_without_a_matching_digest_are_removed() {

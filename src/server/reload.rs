@@ -137,9 +137,17 @@ async fn load_new_set(ctx: &Arc<Context>) -> anyhow::Result<(Registry, Vec<Plugi
         .context("the gateway was started without a config file to reload from")?;
     let tls = ctx.registry.load().tls().cloned();
     // Compiling components is CPU work: off the async workers.
+    let running = ctx.config.clone();
     tokio::task::spawn_blocking(move || {
-        let config = Config::load(&path)?;
-        config.validate(&path.display().to_string())?;
+        let file = Config::load(&path)?;
+        file.validate(&path.display().to_string())?;
+        // Only the `plugins:` section is reloaded; every other setting
+        // (flags included, such as the data path and its compile cache)
+        // stays as the process started with it.
+        let config = Config {
+            plugins: file.plugins,
+            ..(*running).clone()
+        };
         let registry = registry_with(tls, &config)?;
         Ok((registry, origins(&config.plugins)))
     })

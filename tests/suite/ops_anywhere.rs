@@ -51,6 +51,22 @@ fn the_repo_config_works_from_another_directory() {
     });
 }
 
+/// The quick start: the shipped gateway.yaml keeps `data_path: "."`, so
+/// the data and the compile cache go under the working directory.
+#[test]
+fn the_default_relative_data_path_works() {
+    let cwd = temp_data_dir();
+    let gw = Gateway::spawn_in(
+        &repo().join("gateway.yaml"),
+        &["--data-path".into(), ".".into()],
+        &cwd,
+        Stdio::piped(),
+    );
+    let hello = first_line(&gw.tcp, b"LINE\nPUB relative hello\n");
+    assert!(hello.starts_with("OK LINE"), "{hello:?}");
+    assert!(cwd.join("plugin-cache").is_dir(), "the cache is under ./");
+}
+
 #[test]
 fn builtin_and_relative_components() {
     let confdir = temp_data_dir();
