@@ -77,13 +77,35 @@ fn version_prints_like_nsqd() {
 
 /// A command line as an nsqd service definition has it: Go-style `-flag=v`
 /// and `--flag v` mixed, node id, queue-scan tuning, log prefix, deprecated
-/// flags, cluster and auth flags. The gateway must start with it unchanged.
+/// flags, cluster, statsd, E2E percentiles, TLS and auth flags. The gateway
+/// must start with it unchanged.
 #[test]
 fn production_nsqd_command_line_is_accepted() {
     let dir = temp_data_dir();
     let log = dir.join("stderr.log");
     let lookupd = format!("127.0.0.1:{}", free_port());
-    let args: Vec<String> = [
+    let pki = crate::tls_v2::Pki::new();
+    let security = [
+        format!("--tls-cert={}", pki.path("server.pem")),
+        format!("-tls-key={}", pki.path("server.key")),
+        format!("--tls-root-ca-file={}", pki.path("ca.pem")),
+        "-tls-required=tcp-https".to_owned(),
+        "--tls-min-version=tls1.2".to_owned(),
+        format!("--https-address=127.0.0.1:{}", free_port()),
+        format!("--auth-http-address=127.0.0.1:{}", free_port()),
+    ];
+    let metrics = [
+        format!("--statsd-address=127.0.0.1:{}", free_port()),
+        "--statsd-prefix=nsq.%s".to_owned(),
+        "-statsd-interval=10s".to_owned(),
+        "--statsd-udp-packet-size=1400".to_owned(),
+        "-statsd-mem-stats=false".to_owned(),
+        "--statsd-exclude-ephemeral".to_owned(),
+        "--e2e-processing-latency-percentile=1.0".to_owned(),
+        "--e2e-processing-latency-percentile=0.99,0.95".to_owned(),
+        "-e2e-processing-latency-window-time=5m".to_owned(),
+    ];
+    let mut args: Vec<String> = [
         "--node-id=42",
         "-worker-id",
         "-verbose",
@@ -121,6 +143,8 @@ fn production_nsqd_command_line_is_accepted() {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(security);
+    args.extend(metrics);
     let file = std::fs::File::create(&log).expect("log file");
     let gw = Gateway::spawn_in(&repo().join("gateway.yaml"), &args, &dir, Stdio::from(file));
     let info = get_json(&gw.http, "/info").expect("/info");
