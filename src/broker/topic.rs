@@ -11,15 +11,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::time::Instant;
 
-use super::channel::{Channel, ChannelStats};
+use super::channel::Channel;
 use super::deferred_store;
 use super::diskqueue::DiskQueue;
 use super::error::BrokerError;
 use super::health::Health;
-use super::latency::{E2eLatency, LatencySnapshot};
 use super::message::{IdGenerator, Message, MessageId, now_nanos};
 use super::spill::{Queued, SpillQueue};
 use super::timers::Timers;
@@ -28,6 +26,10 @@ use crate::sync::lock;
 
 /// Messages moved from the topic's disk queue to its channels per step.
 const DRAIN_CHUNK: usize = 1024;
+
+mod stats;
+
+pub use stats::TopicStats;
 
 struct TopicState {
     /// Sorted so stats list channels in a stable order.
@@ -399,44 +401,6 @@ impl Topic {
         st.held.depth() as usize + st.deferred.len()
     }
 
-    pub fn stats(&self) -> TopicStats {
-        let (depth, backend, channels) = {
-            let st = lock(&self.state);
-            (
-                st.held.depth() + st.deferred.len() as u64,
-                st.held.backend_depth(),
-                st.channels.values().cloned().collect::<Vec<_>>(),
-            )
-        };
-        TopicStats {
-            topic_name: self.name.clone(),
-            depth,
-            backend_depth: backend,
-            message_count: self.message_count.load(Ordering::Relaxed),
-            message_bytes: self.message_bytes.load(Ordering::Relaxed),
-            paused: self.is_paused(),
-            channels: channels.iter().map(|c| c.stats()).collect(),
-            e2e_processing_latency: self.e2e_latency(&channels),
-        }
-    }
-
-    /// nsqd's aggregate of the channels' E2E windows: every channel's
-    /// samples together; `null` percentiles without channels.
-    fn e2e_latency(&self, channels: &[Arc<Channel>]) -> E2eLatency {
-        let Some(opts) = &self.opts.e2e else {
-            return E2eLatency::default();
-        };
-        let now = now_nanos();
-        let mut merged: Option<LatencySnapshot> = None;
-        for s in channels.iter().filter_map(|c| c.latency_snapshot(now)) {
-            match merged.as_mut() {
-                Some(m) => m.merge(&s),
-                None => merged = Some(s),
-            }
-        }
-        merged.map_or_else(E2eLatency::default, |m| m.result(&opts.percentiles))
-    }
-
     /// Marks the topic deleted, closes its channels and removes its files.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -600,18 +564,4 @@ impl Topic {
                 .set_error(format!("topic {} sync: {e}", self.name));
         }
     }
-}
-
-/// A snapshot of a topic for `/stats` and metrics (nsqd's field names).
-#[derive(Debug, Clone, Serialize)]
-pub struct TopicStats {
-    pub topic_name: String,
-    pub depth: u64,
-    pub backend_depth: u64,
-    pub message_count: u64,
-    pub message_bytes: u64,
-    pub paused: bool,
-    pub channels: Vec<ChannelStats>,
-    /// The channels' publish-to-FIN percentiles together (nsqd's field).
-    pub e2e_processing_latency: E2eLatency,
 }
