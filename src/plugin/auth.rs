@@ -93,7 +93,9 @@ impl ConnAuth {
         let Some(cfg) = self.config.clone() else {
             return Err(());
         };
-        match auth::query_any(&cfg, &self.who).await {
+        // Boxed: the query's state (HTTP, maybe TLS) would otherwise be
+        // part of every connection's future, idle ones included.
+        match Box::pin(auth::query_any(&cfg, &self.who)).await {
             Ok(state) => {
                 self.grant = Some(state);
                 Ok(())

@@ -294,3 +294,50 @@ fn a_configuration_that_cannot_fit_is_refused_at_startup() {
     assert!(err.contains("RLIMIT_AS"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Every open connection holds its protocol's future on the heap, so its
+/// size is memory per idle connection. Rarely taken paths (an auth query
+/// with its HTTP and TLS state) are boxed rather than carried in it. The
+/// bounds are this build's sizes with some room: V2 about 11 KB (the
+/// session's buffers and settings), a plugin connection about 1.6 KB (it
+/// was 3.9 KB while the auth query was inline).
+#[tokio::test]
+async fn connection_futures_stay_small() {
+    use nsq_gateway::protocol::Accepted;
+    let server = crate::common::TestServer::builder()
+        .plugin(crate::common::plugins::line_plugin())
+        .start()
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accept = |magic: [u8; 4], id: u64| {
+        let listener = &listener;
+        async move {
+            let client = TcpStream::connect(addr).await.expect("connect");
+            let (stream, peer) = listener.accept().await.expect("accept");
+            let conn = Accepted {
+                stream: stream.into(),
+                peer,
+                magic,
+                id,
+            };
+            (client, conn)
+        }
+    };
+    let (_client, conn) = accept(*b"  V2", 1).await;
+    let v2 = nsq_gateway::protocol::v2::serve(conn, server.ctx.env());
+    let v2_size = std::mem::size_of_val(&v2);
+    drop(v2);
+    let (_client, conn) = accept(*b"LINE", 2).await;
+    let line = server.plugin("line");
+    let plugin = line.serve(conn, server.ctx.env());
+    let plugin_size = std::mem::size_of_val(&plugin);
+    eprintln!("connection futures: V2 {v2_size} B, plugin {plugin_size} B");
+    assert!(v2_size <= 12 * 1024, "V2 session future is {v2_size} B");
+    assert!(
+        plugin_size <= 2 * 1024,
+        "plugin connection future is {plugin_size} B"
+    );
+}

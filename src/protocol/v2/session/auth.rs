@@ -120,7 +120,9 @@ impl Session {
             secret: self.auth_secret.clone(),
             common_name,
         };
-        match auth::query_any(&cfg, &who).await {
+        // Boxed: the query's state (HTTP, maybe TLS) would otherwise be
+        // part of every session's future, idle ones included.
+        match Box::pin(auth::query_any(&cfg, &who)).await {
             Ok(state) => {
                 self.auth = Some(state);
                 Ok(())
