@@ -94,26 +94,16 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 /// (`--tls-root-ca-file`), or the system's roots: the gateway's own client
 /// side (an `https://` auth server).
 pub fn client_config_trusting(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-            }
-        }
+    let roots = match ca_file {
+        Some(path) => roots_from_pem_file(path)?,
         None => {
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
             }
+            roots
         }
-    }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -7,6 +7,7 @@
 //! pays nothing for TLS being possible.
 
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -118,28 +119,8 @@ impl TlsServer {
                 if config.tls_root_ca_file.is_empty() {
                     bail!("tls_client_auth_policy require-verify needs tls_root_ca_file");
                 }
-                let mut roots = RootCertStore::empty();
-                for cert in
-                    CertificateDer::pem_file_iter(&config.tls_root_ca_file).with_context(|| {
-                        format!("cannot read tls_root_ca_file {}", config.tls_root_ca_file)
-                    })?
-                {
-                    let cert = cert.with_context(|| {
-                        format!("bad PEM in tls_root_ca_file {}", config.tls_root_ca_file)
-                    })?;
-                    roots.add(cert).with_context(|| {
-                        format!(
-                            "bad certificate in tls_root_ca_file {}",
-                            config.tls_root_ca_file
-                        )
-                    })?;
-                }
-                if roots.is_empty() {
-                    bail!(
-                        "tls_root_ca_file {} holds no certificate",
-                        config.tls_root_ca_file
-                    );
-                }
+                let roots = roots_from_pem_file(Path::new(&config.tls_root_ca_file))
+                    .map_err(|e| anyhow::anyhow!("tls_root_ca_file: {e}"))?;
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                     .build()
                     .context("tls_root_ca_file")?
@@ -242,6 +223,24 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
+/// The certificates of a PEM file as a root store; an unreadable file, a
+/// bad certificate or none at all is an error naming the file.
+pub(crate) fn roots_from_pem_file(path: &Path) -> Result<RootCertStore, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(roots)
+}
+
 /// rustls' cipher suite name in Go's spelling (what nsqd's stats show):
 /// TLS 1.3 suites lose rustls' `TLS13_` prefix.
 fn go_cipher_name(suite: rustls::CipherSuite) -> String {
@@ -265,6 +264,30 @@ pub use stream::{Rewind, Stream};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_root_file_that_is_missing_empty_or_bad_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("nsq-gw-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let missing = dir.join("missing.pem");
+        let err = roots_from_pem_file(&missing).expect_err("missing");
+        assert!(
+            err.contains("cannot read") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").expect("write");
+        let err = roots_from_pem_file(&empty).expect_err("empty");
+        assert!(err.contains("holds no certificate"), "{err}");
+        let bad = dir.join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        assert!(roots_from_pem_file(&bad).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn client_hello_magic() {
