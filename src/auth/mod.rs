@@ -329,6 +329,20 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_with_too_many_authorizations_is_refused() {
+        let one = r#"{"topic":".*","channels":[".*"],"permissions":["publish"]}"#;
+        let many = vec![one; MAX_AUTHORIZATIONS + 1].join(",");
+        let json = format!(r#"{{"ttl":60,"authorizations":[{many}]}}"#);
+        let err = parse_answer(json.as_bytes())
+            .expect_err("too many")
+            .to_string();
+        assert!(err.contains("more than 1024"), "{err}");
+        let at_limit = vec![one; MAX_AUTHORIZATIONS].join(",");
+        let json = format!(r#"{{"ttl":60,"authorizations":[{at_limit}]}}"#);
+        assert!(parse_answer(json.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn no_authorizations_is_a_valid_answer_that_allows_nothing() {
         let s = state(r#"{"ttl":10,"identity":"nobody"}"#);
         assert!(s.authorizations.is_empty());

@@ -187,6 +187,18 @@ async fn commands_before_auth_and_bad_secrets_are_fatal_with_nsqds_errors() {
     let (mut s, _) = authed(&gw, "good").await;
     assert_fatal(&mut s, &auth_cmd("good"), "E_INVALID AUTH already set").await;
 
+    // An answer over the size limit (1 MiB) is a failed AUTH, read no further.
+    authd.set(
+        "huge",
+        Answer {
+            status: 200,
+            body: format!(r#"{{"ttl":60,"identity":"{}"}}"#, "x".repeat(2 << 20)),
+            delay: Duration::ZERO,
+        },
+    );
+    let mut s = gw.v2().await;
+    assert_fatal(&mut s, &auth_cmd("huge"), "E_AUTH_FAILED AUTH failed").await;
+
     // A bad answer (unknown permission) is a failed AUTH.
     authd.set(
         "odd",
