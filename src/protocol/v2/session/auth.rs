@@ -31,8 +31,7 @@ impl Session {
             _ => return None,
         };
         self.env.auth.as_ref()?;
-        let (topic, channel) = (topic.to_owned(), channel.to_owned());
-        self.check_auth(verb, &topic, &channel).await.err().map(Err)
+        self.check_auth(verb, topic, channel).await.err().map(Err)
     }
 
     async fn auth(&mut self, secret: &[u8]) -> Result<Outcome, ProtocolError> {
