@@ -109,14 +109,16 @@ impl ConnAuth {
     }
 
     /// nsqd's `CheckAuth` for one call: `channel` empty means a publish.
-    pub(crate) fn check(&self, call: &str, topic: &str, channel: &str) -> Result<(), WitError> {
+    pub(crate) fn check(&mut self, call: &str, topic: &str, channel: &str) -> Result<(), WitError> {
         if self.config.is_none() {
             return Ok(());
         }
-        let Some(grant) = self.grant.as_ref().filter(|g| !g.authorizations.is_empty()) else {
+        let Some(grant) = self.grant.as_mut().filter(|g| !g.authorizations.is_empty()) else {
             return Err(WitError::AuthRequired);
         };
-        if grant.allows(topic, channel) {
+        // Memoised: a stream of publishes to one topic matches the
+        // grant's patterns once.
+        if grant.allows_memo(topic, channel) {
             return Ok(());
         }
         Err(WitError::Unauthorized(format!(
