@@ -374,15 +374,18 @@ impl Plugin {
             tls_common_name: tls_info.as_ref().and_then(|t| t.common_name.clone()),
             limits: self.wit_limits(&server, env.config.msg_timeout, env.config.max_msg_size),
         };
-        if let Some(t) = &tls_info {
+        if let Some(t) = tls_info {
             let mut meta = conn.store.data().client.meta();
             meta.tls = true;
-            meta.tls_version = t.version.clone();
-            meta.tls_cipher_suite = t.cipher_suite.clone();
-            meta.tls_negotiated_protocol = t.negotiated_protocol.clone();
-            meta.tls_common_name = t.common_name.clone();
+            meta.tls_version = t.version;
+            meta.tls_cipher_suite = t.cipher_suite;
+            meta.tls_negotiated_protocol = t.negotiated_protocol;
+            meta.tls_common_name = t.common_name;
             conn.store.data().client.set_meta(meta);
         }
+        // Only what the session needs stays in this future while it runs
+        // (every idle connection keeps it): not the environment's handles.
+        drop(env);
         let result = conn.run(info, &shutdown).await;
         let denied = u64::from(conn.store.data().denied.saturating_sub(conn.denied_seen));
         self.counters.denied.fetch_add(denied, Ordering::Relaxed);
