@@ -1,19 +1,21 @@
 //! Test plugin that allocates without bound when a line says `hog`, and
 //! otherwise echoes each chunk; proves the memory limit ends only its own
 //! connection.
+use nsq_sdk::{Config, ConnectInfo, Host, Protocol};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
-
-use exports::nsq::gateway::tcp_handler::Guest;
-use nsq::gateway::connection;
-use nsq::gateway::types::{ConnectInfo, Message};
-
+/// One connection (no state).
 struct Hog;
 
-impl Guest for Hog {
-    fn on_connect(_info: ConnectInfo) {}
+impl Protocol for Hog {
+    type Settings = ();
 
-    fn on_data(data: Vec<u8>) {
+    fn settings(_config: &mut Config<'_>) {}
+
+    fn connect(_settings: (), _info: &ConnectInfo, _host: &mut impl Host) -> Self {
+        Hog
+    }
+
+    fn on_data(&mut self, host: &mut impl Host, data: &[u8]) {
         if data.windows(3).any(|w| w == b"hog") {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
@@ -21,16 +23,8 @@ impl Guest for Hog {
                 std::hint::black_box(&hoard);
             }
         }
-        let _ = connection::write(&data);
+        let _ = host.write(data);
     }
-
-    fn on_messages(_sub: u32, _messages: Vec<Message>) {}
-    fn on_timer() {}
-    fn on_authenticated(
-        _result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
-    ) {
-    }
-    fn on_close() {}
 }
 
-export!(Hog);
+nsq_sdk::export!(Hog);

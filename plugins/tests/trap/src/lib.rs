@@ -1,31 +1,25 @@
 //! Test plugin that panics (a guest trap) when a line says `panic`, and
 //! otherwise echoes each chunk; proves a trap ends only its own connection.
+use nsq_sdk::{Config, ConnectInfo, Host, Protocol};
 
-wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
-
-use exports::nsq::gateway::tcp_handler::Guest;
-use nsq::gateway::connection;
-use nsq::gateway::types::{ConnectInfo, Message};
-
+/// One connection (no state).
 struct Trap;
 
-impl Guest for Trap {
-    fn on_connect(_info: ConnectInfo) {}
+impl Protocol for Trap {
+    type Settings = ();
 
-    fn on_data(data: Vec<u8>) {
+    fn settings(_config: &mut Config<'_>) {}
+
+    fn connect(_settings: (), _info: &ConnectInfo, _host: &mut impl Host) -> Self {
+        Trap
+    }
+
+    fn on_data(&mut self, host: &mut impl Host, data: &[u8]) {
         if data.windows(5).any(|w| w == b"panic") {
             panic!("test-trap was asked to panic");
         }
-        let _ = connection::write(&data);
+        let _ = host.write(data);
     }
-
-    fn on_messages(_sub: u32, _messages: Vec<Message>) {}
-    fn on_timer() {}
-    fn on_authenticated(
-        _result: Result<nsq::gateway::types::Identity, nsq::gateway::types::AuthError>,
-    ) {
-    }
-    fn on_close() {}
 }
 
-export!(Trap);
+nsq_sdk::export!(Trap);
