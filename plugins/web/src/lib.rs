@@ -148,6 +148,7 @@ impl Protocol for Web {
         match &mut self.phase {
             Phase::Head => self.fail(host, 408, "request head not received in time"),
             Phase::Stream(s) => s.on_timer(host),
+            Phase::Socket(s) => s.on_timer(host),
             _ => {}
         }
     }
@@ -159,6 +160,12 @@ impl Protocol for Web {
         match answer {
             Ok(_) => self.start(host, route),
             Err(e) => self.fail(host, 401, nsq_sdk::describe_auth(e)),
+        }
+    }
+
+    fn on_close(&mut self, host: &mut impl Host) {
+        if let Phase::Socket(s) = &mut self.phase {
+            s.on_close(host);
         }
     }
 }

@@ -13,6 +13,12 @@ use crate::vocab::{self, Ack, Delivery, Request};
 use crate::ws::{self, Decoder, Event, Opcode, close};
 use crate::{Settings, ephemeral_channel};
 
+/// After a close frame of our own (a violation), how long the client may go
+/// on sending (discarded) before the connection is dropped. Closing a socket
+/// with unread input makes the kernel send a reset, which can overtake the
+/// close frame; reading a little longer lets the client see its close code.
+const CLOSE_LINGER_MS: u32 = 1000;
+
 /// One subscription of this socket.
 struct Sub {
     /// The broker's handle.
@@ -99,14 +105,18 @@ impl Socket {
                     }
                 }
                 Err(e) => {
-                    self.close_with(host, e.code, e.reason);
+                    ws::encode_close(e.code, e.reason, &mut self.out);
+                    self.closing = true;
+                    host.set_timer(Some(CLOSE_LINGER_MS));
                     break;
                 }
             }
         }
-        if !self.closing {
-            self.buf = input[at..].to_vec();
-        }
+        self.buf = if self.closing {
+            Vec::new()
+        } else {
+            input[at..].to_vec()
+        };
         self.flush(host);
     }
 
@@ -119,8 +129,14 @@ impl Socket {
             },
             Event::Ping(payload) => ws::encode(Opcode::Pong, &payload, &mut self.out),
             Event::Pong(_) => {}
-            // Echo the client's code (RFC 6455 5.5.1), then hang up.
-            Event::Close(code, _) => self.close_with(host, code.unwrap_or(close::NORMAL), ""),
+            // Echo the client's code (RFC 6455 5.5.1), then hang up: the
+            // client sends nothing after its close frame.
+            Event::Close(code, _) => {
+                ws::encode_close(code.unwrap_or(close::NORMAL), "", &mut self.out);
+                self.closing = true;
+                self.flush(host);
+                host.close();
+            }
         }
     }
 
@@ -258,13 +274,21 @@ impl Socket {
         ws::encode(Opcode::Text, text.as_bytes(), &mut self.out);
     }
 
-    /// Sends a close frame and ends the connection once it is flushed.
-    fn close_with(&mut self, host: &mut impl Host, code: u16, reason: &str) {
-        ws::encode_close(code, reason, &mut self.out);
-        self.closing = true;
-        self.buf = Vec::new();
-        self.flush(host);
-        host.close();
+    /// The connection ends without a close handshake (gateway shutdown, or
+    /// the client hung up): say 1001 "going away" if the socket is open.
+    pub fn on_close(&mut self, host: &mut impl Host) {
+        if !self.closing {
+            self.closing = true;
+            ws::encode_close(close::GOING_AWAY, "server closing", &mut self.out);
+            self.flush(host);
+        }
+    }
+
+    /// The linger after our close frame is over.
+    pub fn on_timer(&mut self, host: &mut impl Host) {
+        if self.closing {
+            host.close();
+        }
     }
 
     /// Writes the pending frames; false (and closed) if the host refused.

@@ -270,6 +270,12 @@ fn oversized_and_bad_frames_close_with_their_codes() {
     let f = frames(&s.host.take_output());
     assert_eq!(f[0].0, 8);
     assert_eq!(&f[0].1[..2], &1009u16.to_be_bytes());
+    // Input is drained (and dropped) until the linger timer ends it.
+    assert!(!s.host.closed);
+    s.data(&[0; 500]);
+    assert_eq!(s.text(), "");
+    assert_eq!(s.host.timer, Some(1000));
+    s.timer();
     assert!(s.host.closed);
 
     let mut s = socket();
