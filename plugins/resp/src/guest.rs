@@ -72,7 +72,9 @@ impl Host for Imports {
     }
 
     fn publish_many(&mut self, topic: &str, bodies: &[Vec<u8>]) -> Result<(), Failure> {
-        broker::publish_many(topic, bodies).map(drop).map_err(failure)
+        broker::publish_many(topic, bodies)
+            .map(drop)
+            .map_err(failure)
     }
 
     fn topic_info(&mut self, topic: &str) -> Result<Option<TopicInfo>, Failure> {

@@ -56,7 +56,9 @@ impl Host for Imports {
     }
 
     fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), String> {
-        broker::publish(topic, body).map(drop).map_err(|e| describe(&e))
+        broker::publish(topic, body)
+            .map(drop)
+            .map_err(|e| describe(&e))
     }
 
     fn subscribe(&mut self, topic: &str, channel: &str) -> Result<u32, String> {
