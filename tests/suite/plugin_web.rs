@@ -374,7 +374,8 @@ async fn a_thousand_idle_websockets_and_the_other_protocols() {
         after.saturating_sub(before) as f64 / 1000.0
     );
     // Each still answers: a masked ping on the first and the last.
-    for s in [&mut sockets[0], &mut sockets[999]] {
+    for i in [0, 999] {
+        let s = &mut sockets[i];
         s.write_all(&[0x89, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
             .await
             .expect("ping");

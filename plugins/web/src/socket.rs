@@ -233,28 +233,33 @@ impl Socket {
         };
         let mut auto = Vec::new();
         let mut later = Vec::new();
-        for m in &messages {
-            let text = vocab::delivery(&Delivery {
-                topic: &s.topic,
-                channel: &s.channel,
-                id: &m.id,
-                attempts: m.attempts,
-                timestamp: m.timestamp,
-                body: &m.body,
-            });
+        let mut json = Vec::new();
+        for m in messages {
+            json.clear();
+            vocab::write_delivery(
+                &Delivery {
+                    topic: &s.topic,
+                    channel: &s.channel,
+                    id: &m.id,
+                    attempts: m.attempts,
+                    timestamp: m.timestamp,
+                    body: &m.body,
+                },
+                &mut json,
+            );
             // A frame header is at most 10 bytes.
-            if !later.is_empty() || self.out.len() + text.len() + 10 > self.output_buffer {
-                later.push(m.id.clone());
+            if !later.is_empty() || self.out.len() + json.len() + 10 > self.output_buffer {
+                later.push(m.id);
                 continue;
             }
-            ws::encode(Opcode::Text, text.as_bytes(), &mut self.out);
+            ws::encode(Opcode::Text, &json, &mut self.out);
             match s.ack {
-                Ack::Auto => auto.push(m.id.clone()),
+                Ack::Auto => auto.push(m.id),
                 Ack::Manual => {
                     if self.inflight.len() >= self.max_inflight {
                         self.inflight.pop_first();
                     }
-                    self.inflight.insert(m.id.clone(), sub);
+                    self.inflight.insert(m.id, sub);
                 }
             }
         }

@@ -4,7 +4,9 @@
 //! text. A body that is not UTF-8 travels as base64 with
 //! `"encoding":"base64"`, in both directions.
 
-use serde_json::{Map, Value, json};
+use std::io::Write;
+
+use serde_json::{Map, Value};
 
 use crate::base64;
 
@@ -170,28 +172,75 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-/// `{"msg":{"topic","channel","id","attempts","timestamp","body"[,"encoding":"base64"]}}`.
-pub fn delivery(d: &Delivery<'_>) -> String {
-    let mut msg = json!({
-        "topic": d.topic,
-        "channel": d.channel,
-        "id": d.id,
-        "attempts": d.attempts,
-        "timestamp": d.timestamp,
-    });
+/// Appends `{"msg":{"topic","channel","id","attempts","timestamp","body"[,"encoding":"base64"]}}`.
+/// Written by hand rather than through `serde_json::Value`: this is the
+/// per-message path, and building a map per delivery cost more than the
+/// rest of the delivery together.
+pub fn write_delivery(d: &Delivery<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"msg":{"topic":"#);
+    json_string(d.topic, out);
+    out.extend_from_slice(br#","channel":"#);
+    json_string(d.channel, out);
+    out.extend_from_slice(br#","id":"#);
+    json_string(d.id, out);
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        r#","attempts":{},"timestamp":{},"body":"#,
+        d.attempts, d.timestamp
+    );
     match std::str::from_utf8(d.body) {
-        Ok(text) => msg["body"] = Value::String(text.into()),
+        Ok(text) => json_string(text, out),
         Err(_) => {
-            msg["body"] = Value::String(base64::encode(d.body));
-            msg["encoding"] = Value::String("base64".into());
+            out.push(b'"');
+            out.extend_from_slice(base64::encode(d.body).as_bytes());
+            out.extend_from_slice(br#"","encoding":"base64"#);
+            out.push(b'"');
         }
     }
-    json!({ "msg": msg }).to_string()
+    out.extend_from_slice(b"}}");
+}
+
+/// `delivery` as a `String` (tests and callers without a buffer).
+pub fn delivery(d: &Delivery<'_>) -> String {
+    let mut out = Vec::new();
+    write_delivery(d, &mut out);
+    // Only UTF-8 went in: `&str` pieces, ASCII escapes and base64.
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Appends `s` as a JSON string: quotes, backslashes and control
+/// characters escaped, everything else copied in runs.
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => br#"\""#,
+            b'\\' => br"\\",
+            b'\n' => br"\n",
+            b'\r' => br"\r",
+            b'\t' => br"\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.extend_from_slice(escape);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn req(text: &str) -> Request {
         parse(text).expect("valid").request
@@ -293,6 +342,9 @@ mod tests {
         assert_eq!(v["msg"]["body"], "h\"i");
         assert!(v["msg"].get("encoding").is_none());
         let v: Value = serde_json::from_str(&delivery(&d(b"\xff\x00"))).unwrap();
+        let text = delivery(&d("\x01\"\\\n\r\t\u{e9}\u{2028}".as_bytes()));
+        let v2: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v2["msg"]["body"], "\u{1}\"\\\n\r\t\u{e9}\u{2028}", "{text}");
         assert_eq!(
             (v["msg"]["body"].as_str(), v["msg"]["encoding"].as_str()),
             (Some("/wA="), Some("base64"))

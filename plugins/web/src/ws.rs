@@ -80,10 +80,10 @@ impl Decoder {
         Decoder { max, partial: None }
     }
 
-    /// Decodes the next event from the front of `buf`. `Ok(None)`: need more
-    /// bytes (the caller keeps `buf`); `Ok(Some((event, n)))`: `n` bytes were
-    /// used. A data fragment that completes nothing yet yields `Ok(None)`
-    /// after consuming it, so callers loop on `consumed`: see `next`.
+    /// Decodes the next frame from the front of `buf`: `(event, used)`.
+    /// `used == 0`: a whole frame has not arrived yet (keep `buf`). A
+    /// fragment that does not end its message is used with no event, so
+    /// callers loop until `used == 0`.
     pub fn next(&mut self, buf: &[u8]) -> Result<(Option<Event>, usize), WsError> {
         let Some(head) = parse_head(buf, self.max)? else {
             return Ok((None, 0));
