@@ -1,7 +1,7 @@
 //! Builds the WebAssembly guest plugins under `plugins/` for `wasm32-wasip2`
 //! as part of the normal `cargo build`, and copies each component to
 //! `target/plugins/<name>.wasm`, the stable path `gateway.yaml` and the tests
-//! use, and embeds the example plugins (line, stomp, resp) in the binary
+//! use, and embeds the example plugins (line, stomp, resp, web) in the binary
 //! through `$OUT_DIR/builtin_plugins.rs`. The nested cargo gets its own
 //! target dir (`target/plugins`) so it never waits on the outer build's lock.
 
@@ -12,7 +12,7 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 
 /// The example plugins embedded in the binary; the test guests are not.
-const BUILTIN: [&str; 3] = ["line", "stomp", "resp"];
+const BUILTIN: [&str; 4] = ["line", "stomp", "resp", "web"];
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into()));

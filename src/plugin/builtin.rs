@@ -1,4 +1,4 @@
-//! The example plugins (line, stomp, resp) embedded in the binary by the
+//! The example plugins (line, stomp, resp, web) embedded in the binary by the
 //! build script, so that an installed gateway needs no checkout:
 //! `component: builtin:<name>` in gateway.yaml, or no `component` at all,
 //! selects one of them.
@@ -24,7 +24,7 @@ mod tests {
         if std::env::var_os("NSQ_GATEWAY_SKIP_PLUGINS").is_some() {
             return;
         }
-        for name in ["line", "stomp", "resp"] {
+        for name in ["line", "stomp", "resp", "web"] {
             let bytes = super::get(name).unwrap_or_else(|| panic!("{name} embedded"));
             assert!(bytes.starts_with(b"\0asm"), "{name} is WebAssembly");
         }

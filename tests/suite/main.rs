@@ -33,6 +33,7 @@ mod plugin_startup;
 mod plugin_stomp;
 mod plugin_stomp_clients;
 mod plugin_tutorial;
+mod plugin_web;
 mod real_clients_nsqjs;
 mod real_clients_pynsq;
 mod real_clients_tokio_nsq;

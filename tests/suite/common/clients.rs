@@ -190,7 +190,7 @@ fn bootstrap_python() -> PathBuf {
     must_run(
         Command::new(&python).args([
             "-c",
-            "import nsq, nsq.snappy_socket, tornado, prometheus_client, stomp, redis",
+            "import nsq, nsq.snappy_socket, tornado, prometheus_client, stomp, redis, websockets, selenium",
         ]),
         "importing the Python test clients",
     );
@@ -199,7 +199,7 @@ fn bootstrap_python() -> PathBuf {
 }
 
 /// The venv's Python with pynsq, tornado, python-snappy, prometheus_client,
-/// stomp.py and redis installed at the versions pinned in `tests/clients/requirements.txt`.
+/// stomp.py, redis, websockets and selenium installed at the versions pinned in `tests/clients/requirements.txt`.
 /// Installs them on first use.
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
