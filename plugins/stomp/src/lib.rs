@@ -56,7 +56,9 @@ impl Host for Imports {
     }
 
     fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), String> {
-        broker::publish(topic, body).map_err(|e| describe(&e))
+        broker::publish(topic, body)
+            .map(drop)
+            .map_err(|e| describe(&e))
     }
 
     fn subscribe(&mut self, topic: &str, channel: &str) -> Result<u32, String> {
@@ -91,6 +93,11 @@ impl Host for Imports {
 struct Stomp;
 
 impl Guest for Stomp {
+    /// Interim 0.2.0 shim until the SDK port: accepts any config.
+    fn validate_config(_config: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
     fn on_connect(info: ConnectInfo) {
         STATE.with_borrow_mut(|s| {
             s.on_connect(&mut Imports, &info.config, info.client_id, &info.magic)
