@@ -44,5 +44,8 @@ fn the_readme_shows_the_tutorial_file_as_it_is() {
         .filter_map(|b| b.split("```\n").next())
         .find(|b| b.starts_with("//! TAIL"))
         .expect("a ```rust block starting with the tutorial's //! TAIL");
-    assert_eq!(block, file, "plugins/README.md's tutorial block and plugins/tutorial/src/lib.rs differ");
+    assert_eq!(
+        block, file,
+        "plugins/README.md's tutorial block and plugins/tutorial/src/lib.rs differ"
+    );
 }
