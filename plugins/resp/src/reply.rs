@@ -5,6 +5,21 @@
 //! made single-line the way Redis does, so a client-chosen name can never
 //! break the framing.
 
+/// Appends `n` in decimal without allocating (a reply per message).
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// `+<text>\r\n`.
 pub fn simple(out: &mut Vec<u8>, text: &str) {
     out.push(b'+');
@@ -26,14 +41,17 @@ pub fn error(out: &mut Vec<u8>, text: &str) {
 /// `:<n>\r\n`.
 pub fn integer(out: &mut Vec<u8>, n: i64) {
     out.push(b':');
-    out.extend_from_slice(n.to_string().as_bytes());
+    if n < 0 {
+        out.push(b'-');
+    }
+    decimal(out, n.unsigned_abs());
     out.extend_from_slice(b"\r\n");
 }
 
 /// `$<len>\r\n<data>\r\n`.
 pub fn bulk(out: &mut Vec<u8>, data: &[u8]) {
     out.push(b'$');
-    out.extend_from_slice(data.len().to_string().as_bytes());
+    decimal(out, data.len() as u64);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
@@ -54,7 +72,7 @@ pub fn nil_array(out: &mut Vec<u8>, proto: u8) {
 /// array in RESP2.
 pub fn push(out: &mut Vec<u8>, n: usize, proto: u8) {
     out.push(if proto == 3 { b'>' } else { b'*' });
-    out.extend_from_slice(n.to_string().as_bytes());
+    decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -63,7 +81,7 @@ pub fn push(out: &mut Vec<u8>, n: usize, proto: u8) {
 pub fn map(out: &mut Vec<u8>, n: usize, proto: u8) {
     if proto == 3 {
         out.push(b'%');
-        out.extend_from_slice(n.to_string().as_bytes());
+        decimal(out, n as u64);
         out.extend_from_slice(b"\r\n");
     } else {
         array(out, 2 * n);
@@ -73,7 +91,7 @@ pub fn map(out: &mut Vec<u8>, n: usize, proto: u8) {
 /// `*<n>\r\n`, the header of an array whose `n` elements follow.
 pub fn array(out: &mut Vec<u8>, n: usize) {
     out.push(b'*');
-    out.extend_from_slice(n.to_string().as_bytes());
+    decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -110,5 +128,10 @@ mod tests {
         map(&mut out, 2, 3);
         assert_eq!(out, b"_\r\n_\r\n>3\r\n%2\r\n");
         assert_eq!(clip(&[b'a'; 200]).len(), 128);
+        out.clear();
+        integer(&mut out, i64::MIN);
+        integer(&mut out, 0);
+        bulk(&mut out, &[b'x'; 1234]);
+        assert!(out.starts_with(b":-9223372036854775808\r\n:0\r\n$1234\r\nxx"));
     }
 }

@@ -1,13 +1,17 @@
-//! One RESP connection's state machine: buffers request bytes, runs each
-//! parsed command against the gateway through the `Host` trait (publish,
-//! subscribe, FIN, timer, write), and formats replies the way Redis 7 does,
-//! in RESP2 or (after `HELLO 3`) RESP3.
-//! It knows nothing of WebAssembly, so it is unit-tested on the host target
-//! with a fake `Host`; `guest.rs` implements `Host` over the WIT imports.
+//! One RESP connection's state machine, the plugin's `nsq_sdk::Protocol`:
+//! buffers request bytes, runs each parsed command against the gateway
+//! through the SDK's `Host` (publish, subscribe, FIN, timer, write), and
+//! formats replies the way Redis 7 does, in RESP2 or (after `HELLO 3`)
+//! RESP3. It is unit-tested natively against the SDK's recording host.
 //! This file holds the state, the event entry points, request buffering and
 //! the command dispatch; the command families live in the submodules
 //! (`cmd` the command table, `connection` PING/HELLO/CLIENT/AUTH, `publish`
-//! PUBLISH runs, `pubsub` SUBSCRIBE/UNSUBSCRIBE, `queue` LPUSH/BRPOP/LLEN, `server` SELECT/CONFIG/INFO).
+//! PUBLISH runs, `pubsub` SUBSCRIBE/UNSUBSCRIBE, `queue` LPUSH/BRPOP/LLEN
+//! and the fetched-ahead messages, `server` SELECT/CONFIG/INFO).
+
+use std::collections::VecDeque;
+
+use nsq_sdk::{BrokerError, Config, ConnectInfo, Host, Message, Protocol, Subscription, describe};
 
 use crate::parse::{self, Parsed};
 use crate::reply;
@@ -24,52 +28,13 @@ mod server;
 use auth::AuthPhase;
 use cmd::Cmd;
 
-/// An error reply from the host, already worded for the client, starting
-/// with its RESP error code (`ERR …`, `NOPERM …`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure(pub String);
-
-/// What the session learns from the broker's stats about one topic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopicInfo {
-    /// Messages held by the topic itself (it has no channels yet).
-    pub depth: u64,
-    /// Each channel's name and its waiting messages.
-    pub channels: Vec<(String, u64)>,
-}
-
-/// A delivered message, in flight until finished or requeued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub id: String,
-    pub body: Vec<u8>,
-}
-
-/// The gateway as the session sees it: the WIT `connection` and `broker`
-/// imports, trimmed to what RESP needs.
-pub trait Host {
-    /// Queues bytes for the client; `false` if the connection cannot take
-    /// them (closed, or over the output buffer limit).
-    fn write(&mut self, data: &[u8]) -> bool;
-    fn close(&mut self);
-    fn set_timer(&mut self, delay_ms: Option<u32>);
-    fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), Failure>;
-    fn publish_many(&mut self, topic: &str, bodies: &[Vec<u8>]) -> Result<(), Failure>;
-    /// `None` if the topic does not exist.
-    fn topic_info(&mut self, topic: &str) -> Result<Option<TopicInfo>, Failure>;
-    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<u32, Failure>;
-    fn set_ready(&mut self, sub: u32, count: u32) -> Result<(), Failure>;
-    fn unsubscribe(&mut self, sub: u32);
-    fn finish(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
-    fn requeue(&mut self, sub: u32, id: &str) -> Result<(), Failure>;
-    /// Whether the gateway has an auth server: commands then need AUTH.
-    fn auth_required(&mut self) -> bool {
-        false
-    }
-    /// Starts asking the auth server about `secret`; the answer comes as
-    /// `Session::on_authenticated`.
-    fn authenticate(&mut self, _secret: &[u8]) -> Result<(), Failure> {
-        Err(Failure("ERR no auth server is configured".into()))
+/// A broker refusal as a RESP error reply: Redis's codes where clients
+/// look for them (NOPERM, NOAUTH), the SDK's wording otherwise.
+pub(crate) fn resp_error(e: &BrokerError) -> String {
+    match e {
+        BrokerError::Denied(why) | BrokerError::Unauthorized(why) => format!("NOPERM {why}"),
+        BrokerError::AuthRequired => "NOAUTH Authentication required.".into(),
+        e => format!("ERR {}", describe(e)),
     }
 }
 
@@ -84,26 +49,39 @@ const REDIS_VERSION: &str = "7.2.0";
 
 /// A SUBSCRIBE topic of this connection.
 struct PubSub {
+    /// The topic, echoed in each pushed message.
     topic: String,
-    sub: u32,
+    /// Its subscription on the connection's ephemeral channel.
+    sub: Subscription,
 }
 
 /// A cached BRPOP subscription on a key's shared queue channel. Kept after
-/// the pop with a ready count of 0, so the next BRPOP on the key costs no
-/// subscribe; evicted (least recently used first) when slots run out.
+/// the pop, so the next BRPOP on the key costs no subscribe; evicted (least
+/// recently used first) when slots run out.
 struct Queue {
+    /// The Redis key, which is the topic.
     key: String,
-    sub: u32,
+    /// The subscription on `topic/queue_channel`.
+    sub: Subscription,
+    /// `tick` of its last BRPOP, for the LRU.
     last_used: u64,
+    /// The ready count last set, so an unchanged one costs no call.
+    ready: u32,
+    /// Messages delivered but not popped yet: in flight on `sub`, popped
+    /// by the next BRPOPs on the key, requeued when nothing pops them
+    /// (`brpop_idle_ms`, another key blocks, close). Bounded by one
+    /// delivery: it is empty whenever the connection blocks.
+    ahead: VecDeque<Message>,
+    /// Ids of popped messages, finished with one `finish-many` at the end
+    /// of the event (or at `publish_batch` ids).
+    popped: Vec<String>,
 }
 
 /// What the broker's stats said about a topic, kept for the rest of one
-/// batch of pipelined commands so PUBLISH/LPUSH replies cost one stats call
-/// per topic per batch instead of one per command.
+/// batch of pipelined commands so LPUSH replies cost one stats call per
+/// topic per batch instead of one per command.
 struct Snapshot {
     topic: String,
-    /// Channels of the topic: PUBLISH's reply.
-    channels: usize,
     /// Messages waiting for BRPOP: LPUSH's reply.
     waiting: u64,
     /// Whether a publish adds to `waiting` (the queue channel exists, or
@@ -137,12 +115,23 @@ const MAX_SNAPSHOTS: usize = 64;
 
 /// A BRPOP/BLPOP waiting for a message.
 struct Blocked {
-    /// Subscriptions with a ready count of 1, in the order of the keys.
-    subs: Vec<u32>,
+    /// Subscriptions of its keys (ready > 0), in the order of the keys.
+    subs: Vec<Subscription>,
 }
 
-/// Per-connection state.
-pub struct Session {
+/// What the connection's single host timer is armed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// A blocked BRPOP's timeout.
+    Block,
+    /// A long pipeline continues after the host flushed (0 ms).
+    Resume,
+    /// Fetched-ahead messages go back if no BRPOP pops them by then.
+    Idle,
+}
+
+/// One RESP connection.
+pub struct Resp {
     settings: Settings,
     /// The broker's client id; names the pub/sub ephemeral channel.
     client_id: u64,
@@ -162,15 +151,18 @@ pub struct Session {
     /// Clock for the queue cache's LRU.
     tick: u64,
     blocked: Option<Blocked>,
+    /// Whether more request bytes follow the command being run: a BRPOP
+    /// with commands pipelined behind it fetches ahead (`brpop_prefetch`).
+    pipelined: bool,
     /// The protocol version in use: 2, or 3 after `HELLO 3`.
     proto: u8,
     /// Processing stopped at `OUT_SOFT_LIMIT` with commands left in
     /// `pending`; a 0 ms timer resumes it once the output is flushed (or
     /// the next `on-data`, which also comes after a flush).
     resume: bool,
-    /// The host timer is armed (BRPOP timeout or resume), so disarming it
-    /// needs a call; otherwise the call is skipped.
-    timer_armed: bool,
+    /// What the host timer is armed for (`None`: disarmed), so that
+    /// keeping it as it is costs no call.
+    timer: Option<Timer>,
     /// Topic stats fetched during the current batch; see `Snapshot`.
     snapshots: Vec<Snapshot>,
     /// Publishes waiting to go out together; see `Run`.
@@ -181,11 +173,17 @@ pub struct Session {
     auth: AuthPhase,
 }
 
-impl Session {
-    pub fn new(settings: Settings, client_id: u64) -> Session {
-        Session {
-            settings,
-            client_id,
+impl Protocol for Resp {
+    type Settings = Settings;
+
+    fn settings(config: &mut Config<'_>) -> Settings {
+        Settings::read(config)
+    }
+
+    fn connect(settings: Settings, info: &ConnectInfo, host: &mut impl Host) -> Resp {
+        let mut resp = Resp {
+            settings: settings.fit(&info.limits),
+            client_id: info.client_id,
             pending: Vec::new(),
             need: 0,
             closed: false,
@@ -194,18 +192,28 @@ impl Session {
             queues: Vec::new(),
             tick: 0,
             blocked: None,
+            pipelined: false,
             proto: 2,
             resume: false,
-            timer_armed: false,
+            timer: None,
             snapshots: Vec::new(),
             run: None,
             out: Vec::new(),
-            auth: AuthPhase::Open,
+            auth: if host.auth_required() {
+                AuthPhase::Required
+            } else {
+                AuthPhase::Open
+            },
+        };
+        // The magic (`*<n>\r\n`) is the start of the first command.
+        if !info.magic.is_empty() {
+            resp.on_data(host, &info.magic);
         }
+        resp
     }
 
     /// Bytes from the client (the magic first, as the start of the stream).
-    pub fn on_data(&mut self, host: &mut impl Host, data: &[u8]) {
+    fn on_data(&mut self, host: &mut impl Host, data: &[u8]) {
         if self.closed {
             return;
         }
@@ -219,11 +227,12 @@ impl Session {
         } else if self.buffer(host, data) && !self.paused() && self.pending.len() >= self.need {
             self.run_pending(host);
         }
-        self.flush(host);
+        self.end_event(host);
     }
 
-    /// Messages delivered on `sub`.
-    pub fn on_messages(&mut self, host: &mut impl Host, sub: u32, messages: Vec<Delivery>) {
+    /// Messages delivered on `sub`: pushes of a SUBSCRIBE, or what a
+    /// blocked BRPOP waits for.
+    fn on_messages(&mut self, host: &mut impl Host, sub: Subscription, messages: Vec<Message>) {
         if let Some(ps) = self.topics.iter().find(|p| p.sub == sub) {
             for m in &messages {
                 reply::push(&mut self.out, 3, self.proto);
@@ -232,60 +241,97 @@ impl Session {
                 reply::bulk(&mut self.out, &m.body);
             }
             // FIN on delivery: Redis pub/sub has no acknowledgements.
-            for m in &messages {
-                let _ = host.finish(sub, &m.id);
+            let ids: Vec<String> = messages.into_iter().map(|m| m.id).collect();
+            for chunk in ids.chunks(self.settings.publish_batch) {
+                let _ = host.finish_many(sub, chunk);
             }
             self.flush(host);
             return;
         }
-        let waiting = self.blocked.as_ref().is_some_and(|b| b.subs.contains(&sub));
-        let key = self
-            .queues
-            .iter()
-            .find(|q| q.sub == sub)
-            .map(|q| q.key.clone());
-        let mut rest = messages.iter();
-        let first = if waiting { rest.next() } else { None };
-        if let (Some(key), Some(first)) = (key, first) {
-            reply::array(&mut self.out, 2);
-            reply::bulk(&mut self.out, key.as_bytes());
-            reply::bulk(&mut self.out, &first.body);
-            let _ = host.finish(sub, &first.id);
-            self.unblock(host);
-        } else {
-            // Not waiting (a late delivery): hand it back to the queue.
-            let _ = host.set_ready(sub, 0);
-        }
-        for m in rest {
-            let _ = host.requeue(sub, &m.id);
-        }
+        self.delivered(host, sub, messages);
         if !self.closed && !self.paused() && !self.pending.is_empty() {
             self.run_pending(host);
         }
-        self.flush(host);
+        self.end_event(host);
     }
 
-    /// The timer fired: a BRPOP timed out, or a long pipeline resumes.
-    pub fn on_timer(&mut self, host: &mut impl Host) {
-        self.timer_armed = false;
+    /// The timer fired: a BRPOP timed out, a long pipeline resumes, or
+    /// fetched-ahead messages waited long enough.
+    fn on_timer(&mut self, host: &mut impl Host) {
+        self.timer = None;
         if self.closed {
             return;
         }
-        if self.blocked.is_some() {
+        let go_on = if self.blocked.is_some() {
             reply::nil_array(&mut self.out, self.proto);
-            self.unblock(host);
-        } else if !self.resume {
-            return;
-        }
-        if !self.pending.is_empty() && !self.paused() {
+            self.unblock();
+            true
+        } else if self.resume {
+            true
+        } else {
+            // The idle timer: no BRPOP popped what is ahead.
+            self.requeue_ahead(host, &[]);
+            false
+        };
+        if go_on && !self.pending.is_empty() && !self.paused() {
             self.run_pending(host);
         }
-        self.flush(host);
+        self.end_event(host);
     }
 
+    fn on_authenticated(
+        &mut self,
+        host: &mut impl Host,
+        answer: Result<nsq_sdk::Identity, nsq_sdk::AuthError>,
+    ) {
+        self.authenticated(host, answer.is_ok());
+    }
+
+    /// Messages fetched ahead go back to the queue now rather than at the
+    /// message timeout.
+    fn on_close(&mut self, host: &mut impl Host) {
+        self.finish_popped(host);
+        self.requeue_ahead(host, &[]);
+    }
+}
+
+impl Resp {
     /// Whether the connection is done (QUIT or a protocol error).
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// The end of every event: acknowledges what was popped, pauses the
+    /// queues nothing waits on, sets the timer for what is left, writes.
+    fn end_event(&mut self, host: &mut impl Host) {
+        self.finish_popped(host);
+        if self.blocked.is_none() {
+            for q in self.queues.iter_mut().filter(|q| q.ready > 0) {
+                let _ = host.set_ready(q.sub, 0);
+                q.ready = 0;
+            }
+        }
+        let want = if self.closed {
+            None
+        } else if self.resume {
+            Some(Timer::Resume)
+        } else if self.blocked.is_some() {
+            // Armed (or disarmed, blocking forever) by the BRPOP itself.
+            self.timer
+        } else if self.queues.iter().any(|q| !q.ahead.is_empty()) {
+            Some(Timer::Idle)
+        } else {
+            None
+        };
+        if want != self.timer {
+            host.set_timer(match want {
+                None | Some(Timer::Block) => None,
+                Some(Timer::Resume) => Some(0),
+                Some(Timer::Idle) => Some(self.settings.brpop_idle_ms),
+            });
+            self.timer = want;
+        }
+        self.flush(host);
     }
 
     /// Appends to `pending` within `max_query_buffer`; past it, ends the
@@ -338,8 +384,8 @@ impl Session {
         while !self.closed && !self.paused() && pos < buf.len() {
             if self.out.len() >= OUT_SOFT_LIMIT {
                 // Let the host flush (and the client read) before going on.
+                // `end_event` arms the 0 ms timer.
                 self.resume = true;
-                self.arm(host, Some(0));
                 break;
             }
             let rest = buf.get(pos..).unwrap_or_default();
@@ -351,12 +397,14 @@ impl Session {
                         .map(|r| rest.get(r.clone()).unwrap_or_default())
                         .collect();
                     pos += frame.consumed;
+                    self.pipelined = pos < buf.len();
                     if !args.is_empty() {
                         self.execute(host, &args);
                     }
                 }
                 Ok(Parsed::Inline { args, consumed }) => {
                     pos += consumed;
+                    self.pipelined = pos < buf.len();
                     let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                     if !args.is_empty() {
                         self.execute(host, &args);
@@ -397,7 +445,7 @@ impl Session {
         if self.out.is_empty() {
             return;
         }
-        if !host.write(&self.out) && !self.closed {
+        if host.write(&self.out).is_err() && !self.closed {
             // The client is not reading its replies: give up on it.
             self.closed = true;
             host.close();
@@ -511,15 +559,6 @@ impl Session {
             Cmd::Lpush | Cmd::Rpush => self.push(host, args[0], &args[1..]),
             Cmd::Llen => self.llen(host, args[0]),
             Cmd::Brpop | Cmd::Blpop => self.block_pop(host, args),
-        }
-    }
-
-    /// Sets or clears the host timer, skipping the call when clearing a
-    /// timer that is not armed.
-    fn arm(&mut self, host: &mut impl Host, delay: Option<u32>) {
-        if delay.is_some() || self.timer_armed {
-            host.set_timer(delay);
-            self.timer_armed = delay.is_some();
         }
     }
 }

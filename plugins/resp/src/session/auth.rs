@@ -3,7 +3,9 @@
 //! (AUTH's `+OK` or HELLO's map), and the answer's arrival. AUTH and HELLO
 //! themselves are in `connection`.
 
-use super::{Host, Session};
+use nsq_sdk::Host;
+
+use super::Resp;
 use crate::reply;
 
 /// Where the connection is with the gateway's auth server.
@@ -28,13 +30,7 @@ pub(super) enum AfterAuth {
     Hello { proto: u8, name: Option<Vec<u8>> },
 }
 
-impl Session {
-    /// The gateway has an auth server: every command but AUTH, HELLO ...
-    /// AUTH and QUIT gets NOAUTH until the client authenticates.
-    pub fn require_auth(&mut self) {
-        self.auth = AuthPhase::Required;
-    }
-
+impl Resp {
     /// Processing waits for a BRPOP or for the auth server.
     pub(super) fn paused(&self) -> bool {
         self.blocked.is_some() || matches!(self.auth, AuthPhase::Waiting(_))
@@ -42,7 +38,7 @@ impl Session {
 
     /// The auth server's answer to AUTH or HELLO ... AUTH: the reply, then
     /// the commands pipelined behind it.
-    pub fn on_authenticated(&mut self, host: &mut impl Host, ok: bool) {
+    pub(super) fn authenticated(&mut self, host: &mut impl Host, ok: bool) {
         let AuthPhase::Waiting(after) = std::mem::replace(&mut self.auth, AuthPhase::Required)
         else {
             return;
@@ -68,6 +64,6 @@ impl Session {
         if !self.pending.is_empty() && !self.paused() {
             self.run_pending(host);
         }
-        self.flush(host);
+        self.end_event(host);
     }
 }

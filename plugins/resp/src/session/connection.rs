@@ -3,10 +3,12 @@
 //! wrong-arity error they share.
 
 use super::auth::{AfterAuth, AuthPhase};
-use super::{Failure, Host, REDIS_VERSION, Session, valid_name};
+use nsq_sdk::Host;
+
+use super::{REDIS_VERSION, Resp, resp_error, valid_name};
 use crate::reply;
 
-impl Session {
+impl Resp {
     pub(super) fn wrong_args(&mut self, name: &str) {
         let text = format!("ERR wrong number of arguments for '{name}' command");
         self.err(&text);
@@ -74,14 +76,14 @@ impl Session {
             };
             // The username is the client's to choose; the auth server
             // judges the secret (the password).
-            return match host.authenticate(secret) {
+            return match host.authenticate(&String::from_utf8_lossy(secret)) {
                 Ok(()) => {
                     self.auth = AuthPhase::Waiting(AfterAuth::Hello {
                         proto,
                         name: name.map(<[u8]>::to_vec),
                     });
                 }
-                Err(Failure(text)) => self.err(&text),
+                Err(e) => self.err(&resp_error(&e)),
             };
         }
         if let Some(n) = name {
@@ -181,9 +183,9 @@ impl Session {
                 // connection, so a second AUTH is refused.
                 return self.err("ERR this connection is already authenticated");
             }
-            return match host.authenticate(secret) {
+            return match host.authenticate(&String::from_utf8_lossy(secret)) {
                 Ok(()) => self.auth = AuthPhase::Waiting(AfterAuth::Ok),
-                Err(Failure(text)) => self.err(&text),
+                Err(e) => self.err(&resp_error(&e)),
             };
         }
         match args {

@@ -1,10 +1,12 @@
 //! Pub/sub: SUBSCRIBE on an ephemeral channel per topic, UNSUBSCRIBE of one
 //! or all topics, and the subscribe/unsubscribe confirmations.
 
-use super::{Failure, Host, INVALID_TOPIC, PubSub, Session, topic_name};
+use nsq_sdk::Host;
+
+use super::{INVALID_TOPIC, PubSub, Resp, resp_error, topic_name};
 use crate::reply;
 
-impl Session {
+impl Resp {
     /// `*3 <kind> <topic or nil> :<count>`.
     pub(super) fn confirm(&mut self, kind: &[u8], topic: Option<&[u8]>, count: usize) {
         reply::push(&mut self.out, 3, self.proto);
@@ -42,14 +44,14 @@ impl Session {
             );
             let sub = match host.subscribe(topic, &channel) {
                 Ok(sub) => sub,
-                Err(Failure(e)) => {
-                    self.err(&e);
+                Err(e) => {
+                    self.err(&resp_error(&e));
                     continue;
                 }
             };
-            if let Err(Failure(e)) = host.set_ready(sub, self.settings.subscribe_rdy) {
-                host.unsubscribe(sub);
-                self.err(&e);
+            if let Err(e) = host.set_ready(sub, self.settings.subscribe_rdy) {
+                let _ = host.unsubscribe(sub);
+                self.err(&resp_error(&e));
                 continue;
             }
             self.topics.push(PubSub {
@@ -63,7 +65,7 @@ impl Session {
     pub(super) fn unsubscribe_one(&mut self, host: &mut impl Host, topic: &[u8]) {
         if let Some(i) = self.topics.iter().position(|p| p.topic.as_bytes() == topic) {
             let ps = self.topics.remove(i);
-            host.unsubscribe(ps.sub);
+            let _ = host.unsubscribe(ps.sub);
         }
         self.confirm(b"unsubscribe", Some(topic), self.topics.len());
     }
@@ -74,7 +76,7 @@ impl Session {
         }
         while !self.topics.is_empty() {
             let ps = self.topics.remove(0);
-            host.unsubscribe(ps.sub);
+            let _ = host.unsubscribe(ps.sub);
             if confirm {
                 self.confirm(b"unsubscribe", Some(ps.topic.as_bytes()), self.topics.len());
             }

@@ -2,10 +2,10 @@
 //! exists), CONFIG GET (answers an empty map) and INFO (the server section
 //! clients read the version from).
 
-use super::{REDIS_VERSION, Session};
+use super::{REDIS_VERSION, Resp};
 use crate::reply;
 
-impl Session {
+impl Resp {
     pub(super) fn select(&mut self, db: &[u8]) {
         match std::str::from_utf8(db)
             .ok()
