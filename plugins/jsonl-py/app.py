@@ -56,14 +56,22 @@ def _fail(text):
 
 
 def _configure(config):
+    """Reads `config:`; a bad value or an unknown key raises ValueError
+    naming the key, which `validate_config` turns into a refused load."""
     global _max_line, _rdy
     for key, value in config:
+        if key not in ("max_line_bytes", "rdy"):
+            raise ValueError(f"config.{key}: unknown key")
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"config.{key}: {value!r} is not an integer") from None
+        if n < 1:
+            raise ValueError(f"config.{key}: {n} must be at least 1")
         if key == "max_line_bytes":
-            _max_line = int(value)
-        elif key == "rdy":
-            _rdy = int(value)
+            _max_line = n
         else:
-            raise ValueError(f"unknown config key {key!r}")
+            _rdy = n
 
 
 def _string(req, key):
@@ -76,12 +84,7 @@ def _string(req, key):
 def _pub(req):
     topic = _string(req, "topic")
     body = _string(req, "body").encode()
-    broker.publish(topic, body)
-    # WIT 0.1.0's publish returns nothing; 0.2.0 returns the channel count.
-    channels = 0
-    for t in broker.stats(topic):
-        if t.name == topic:
-            channels = len(t.channels)
+    channels = broker.publish(topic, body)
     _reply({"ok": True, "channels": channels})
 
 
@@ -137,13 +140,18 @@ def _handle(line):
 
 
 class TcpHandler(exports.TcpHandler):
-    def on_connect(self, info: types.ConnectInfo) -> None:
-        _buf.extend(info.magic)
+    def validate_config(self, config) -> None:
+        # Called once at load: raising Err refuses the plugin with our text.
         try:
-            _configure(info.config)
+            _configure(config)
         except ValueError as e:
-            _fail(f"plugin config: {e}")
-            connection.close()
+            raise Err(str(e))
+
+    def on_connect(self, info: types.ConnectInfo) -> None:
+        global _rdy
+        _buf.extend(info.magic)
+        _configure(info.config)  # validated at load
+        _rdy = min(_rdy, info.limits.max_rdy_count)
 
     def on_data(self, data: bytes) -> None:
         _buf.extend(data)
@@ -169,13 +177,13 @@ class TcpHandler(exports.TcpHandler):
                 "timestamp": m.timestamp,
                 "body": m.body.decode("utf-8", "replace"),
             }})
-            if ack == "auto":
-                try:
-                    broker.finish(sub, m.id)
-                except Err:
-                    pass
-            else:
+            if ack != "auto":
                 _inflight[m.id] = sub
+        if ack == "auto" and messages:
+            try:
+                broker.finish_many(sub, [m.id for m in messages])
+            except Err:
+                pass
 
     def on_timer(self) -> None:
         pass

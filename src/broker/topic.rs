@@ -150,16 +150,34 @@ impl Topic {
         Ok(self.ids.id(first))
     }
 
+    /// Publishes a batch atomically, deferred by `delay` if not zero, and
+    /// returns how many channels it went to (for a paused topic, how many
+    /// it will go to; 0 when the topic has no channel and keeps it).
+    pub fn publish_counted(&self, bodies: Vec<Bytes>, delay: Duration) -> Result<u32, BrokerError> {
+        let due = (!delay.is_zero()).then(|| Instant::now() + delay);
+        self.put_counted(bodies, due).map(|(_, channels)| channels)
+    }
+
     fn put(&self, bodies: Vec<Bytes>, due: Option<Instant>) -> Result<u64, BrokerError> {
+        self.put_counted(bodies, due).map(|(first, _)| first)
+    }
+
+    /// The batch's first id sequence number, and its channel count.
+    fn put_counted(
+        &self,
+        bodies: Vec<Bytes>,
+        due: Option<Instant>,
+    ) -> Result<(u64, u32), BrokerError> {
         let n = bodies.len();
         if n == 0 {
-            return Ok(0);
+            return Ok((0, 0));
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(BrokerError::Exiting);
         }
         let bytes: usize = bodies.iter().map(Bytes::len).sum();
         let mut st = lock(&self.state);
+        let channels = u32::try_from(st.channels.len()).unwrap_or(u32::MAX);
         let first = self.ids.next_block(n as u64);
         let timestamp = now_nanos();
         let msgs: Vec<Message> = bodies
@@ -187,7 +205,7 @@ impl Topic {
         self.message_count.fetch_add(n as u64, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        Ok(first)
+        Ok((first, channels))
     }
 
     /// Keeps messages in the topic itself (no channels yet, or paused):

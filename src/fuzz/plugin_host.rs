@@ -124,7 +124,7 @@ fn host_calls(data: &[u8]) -> Vec<u8> {
     let max_msg = st.shared.limits.max_msg_size;
     let max_batch = st.shared.limits.max_batch;
     for _ in 0..64 {
-        let Ok(op) = u.int_in_range(0..=13u8) else {
+        let Ok(op) = u.int_in_range(0..=14u8) else {
             break;
         };
         trace.push(op);
@@ -134,7 +134,7 @@ fn host_calls(data: &[u8]) -> Vec<u8> {
                     let (t, b) = (topic(&mut u)?, body(&mut u)?);
                     let n = b.len();
                     let r = check(st.publish(t, b), &st);
-                    if let Some(Ok(())) = r {
+                    if let Some(Ok(_)) = r {
                         assert!(n > 0 && n <= max_msg, "accepted a {n}-byte body");
                     }
                     r.map(|r| r.is_ok())
@@ -147,7 +147,7 @@ fn host_calls(data: &[u8]) -> Vec<u8> {
                         .collect::<ArbResult<Vec<_>>>()?;
                     let sizes_ok = bodies.iter().all(|b| !b.is_empty() && b.len() <= max_msg);
                     let r = check(st.publish_many(t, bodies), &st);
-                    if let Some(Ok(())) = r {
+                    if let Some(Ok(_)) = r {
                         assert!((1..=max_batch).contains(&count) && sizes_ok);
                     }
                     r.map(|r| r.is_ok())
@@ -155,7 +155,7 @@ fn host_calls(data: &[u8]) -> Vec<u8> {
                 2 => {
                     let (t, b, delay) = (topic(&mut u)?, body(&mut u)?, u.arbitrary::<u32>()?);
                     let r = check(st.publish_deferred(t, b, delay), &st);
-                    if let Some(Ok(())) = r {
+                    if let Some(Ok(_)) = r {
                         assert!(Duration::from_millis(u64::from(delay)) <= SERVER.max_delay);
                     }
                     r.map(|r| r.is_ok())
@@ -225,6 +225,26 @@ fn host_calls(data: &[u8]) -> Vec<u8> {
                         for s in stats {
                             assert!(st.shared.topics.allows(&s.name));
                         }
+                    }
+                    r.map(|r| r.is_ok())
+                }
+                14 => {
+                    // Batch acks: a mix of delivered and made-up ids.
+                    let sub = handle(&mut u)?;
+                    let count = u.int_in_range(0..=max_batch + 2)?;
+                    let ids = (0..count)
+                        .map(|_| id(&mut u, &delivered))
+                        .collect::<ArbResult<Vec<_>>>()?;
+                    let r = if u.arbitrary()? {
+                        st.finish_many(sub, ids)
+                    } else {
+                        let delay = u.arbitrary::<u32>()? % 7_200_000;
+                        st.requeue_many(sub, ids, delay)
+                    };
+                    let r = check(r, &st);
+                    if let Some(Ok(done)) = r {
+                        assert!((1..=max_batch).contains(&count));
+                        assert!(done as usize <= count);
                     }
                     r.map(|r| r.is_ok())
                 }

@@ -128,6 +128,17 @@ impl HostState {
         Ok(())
     }
 
+    /// A batch of 1..=`limits.max_batch` bodies or ids.
+    fn check_batch(&self, len: usize) -> Result<(), Fail> {
+        if len == 0 || len > self.shared.limits.max_batch {
+            return Err(invalid(format!(
+                "a batch holds 1..={} items, got {len}",
+                self.shared.limits.max_batch
+            )));
+        }
+        Ok(())
+    }
+
     fn delay(&self, delay_ms: u32) -> Result<Duration, Fail> {
         let d = Duration::from_millis(u64::from(delay_ms));
         if d > self.server.max_delay {
@@ -173,31 +184,31 @@ impl HostState {
 }
 
 impl Host for HostState {
-    fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<(), Fail> {
+    fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<u32, Fail> {
         self.allow_topic("publish", &topic)?;
         self.check_body(&body)?;
-        self.broker.topic(&topic)?.publish(Bytes::from(body))?;
+        let channels = self
+            .broker
+            .topic(&topic)?
+            .publish_counted(vec![Bytes::from(body)], Duration::ZERO)?;
         self.client.record_publish(&topic, 1);
-        Ok(())
+        Ok(channels)
     }
 
-    fn publish_many(&mut self, topic: String, bodies: Vec<Vec<u8>>) -> Result<(), Fail> {
+    fn publish_many(&mut self, topic: String, bodies: Vec<Vec<u8>>) -> Result<u32, Fail> {
         self.allow_topic("publish-many", &topic)?;
-        if bodies.is_empty() || bodies.len() > self.shared.limits.max_batch {
-            return Err(invalid(format!(
-                "a batch holds 1..={} messages, got {}",
-                self.shared.limits.max_batch,
-                bodies.len()
-            )));
-        }
+        self.check_batch(bodies.len())?;
         for b in &bodies {
             self.check_body(b)?;
         }
         let count = bodies.len() as u64;
         let bodies = bodies.into_iter().map(Bytes::from).collect();
-        self.broker.topic(&topic)?.publish_many(bodies)?;
+        let channels = self
+            .broker
+            .topic(&topic)?
+            .publish_counted(bodies, Duration::ZERO)?;
         self.client.record_publish(&topic, count);
-        Ok(())
+        Ok(channels)
     }
 
     fn publish_deferred(
@@ -205,15 +216,16 @@ impl Host for HostState {
         topic: String,
         body: Vec<u8>,
         delay_ms: u32,
-    ) -> Result<(), Fail> {
+    ) -> Result<u32, Fail> {
         self.allow_topic("publish-deferred", &topic)?;
         self.check_body(&body)?;
         let delay = self.delay(delay_ms)?;
-        self.broker
+        let channels = self
+            .broker
             .topic(&topic)?
-            .publish_deferred(Bytes::from(body), delay)?;
+            .publish_counted(vec![Bytes::from(body)], delay)?;
         self.client.record_publish(&topic, 1);
-        Ok(())
+        Ok(channels)
     }
 
     fn subscribe(&mut self, topic: String, channel: String) -> Result<u32, Fail> {
@@ -275,6 +287,32 @@ impl Host for HostState {
         let delay = self.delay(delay_ms)?;
         self.consumer(sub)?.requeue(&id, delay)?;
         Ok(())
+    }
+
+    fn finish_many(&mut self, sub: u32, ids: Vec<String>) -> Result<u32, Fail> {
+        self.check_batch(ids.len())?;
+        let ids = ids
+            .iter()
+            .map(|id| Self::message_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let consumer = self.consumer(sub)?;
+        let done = ids.iter().filter(|id| consumer.finish(id).is_ok()).count();
+        Ok(u32::try_from(done).unwrap_or(u32::MAX))
+    }
+
+    fn requeue_many(&mut self, sub: u32, ids: Vec<String>, delay_ms: u32) -> Result<u32, Fail> {
+        self.check_batch(ids.len())?;
+        let delay = self.delay(delay_ms)?;
+        let ids = ids
+            .iter()
+            .map(|id| Self::message_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let consumer = self.consumer(sub)?;
+        let done = ids
+            .iter()
+            .filter(|id| consumer.requeue(id, delay).is_ok())
+            .count();
+        Ok(u32::try_from(done).unwrap_or(u32::MAX))
     }
 
     fn touch(&mut self, sub: u32, id: String) -> Result<(), Fail> {

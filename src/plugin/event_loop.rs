@@ -81,6 +81,10 @@ impl Conn<'_> {
         shutdown: &CancellationToken,
     ) -> Result<(), Ended> {
         self.call(Event::Connect(&info))?;
+        // The config pairs, peer and magic are the guest's now: freed here,
+        // not kept for the life of the connection (a plugin with a dozen
+        // config keys would keep about a kilobyte of copies per connection).
+        drop(info);
         // Allocated when the socket is readable and never zero-filled
         // (`try_read_buf` writes into spare capacity); released once a read
         // drains the socket, so an idle connection holds no read buffer.

@@ -37,7 +37,7 @@ pub use config::{
     LoadedPlugin, PluginConfig, PluginLimits, load_plugins, load_plugins_with, parse_magic,
 };
 
-use bindings::nsq::gateway::types::ConnectInfo;
+use bindings::nsq::gateway::types::{ConnectInfo, Limits};
 pub use cache::{VerifyReport, cache_dir};
 pub use engine::{CpuBudget, Gate, HostOptions};
 use engine::{FUEL_PER_MS, PluginEngine, Ticker};
@@ -55,6 +55,48 @@ const BENCH_LIMITS: ServerLimits = ServerLimits {
     max_delay: Duration::from_secs(3600),
     write_timeout: Duration::from_secs(60),
 };
+
+/// The version of `wit/gateway.wit` this host serves.
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// Server limits for the store `validate-config` runs in.
+const VALIDATE_LIMITS: ServerLimits = ServerLimits {
+    max_rdy: 2500,
+    max_delay: Duration::from_secs(3600),
+    write_timeout: Duration::from_secs(1),
+};
+
+/// Refuses a component built against another version of the contract,
+/// naming it and how to rebuild, before the linker's less helpful "no
+/// import named ..." does.
+fn check_contract_version(
+    label: &str,
+    component: &Component,
+    engine: &Engine,
+) -> anyhow::Result<()> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty
+        .imports(engine)
+        .map(|(n, _)| n.to_string())
+        .chain(ty.exports(engine).map(|(n, _)| n.to_string()))
+        .collect();
+    let built_for = names.iter().find_map(|n| {
+        n.strip_prefix("nsq:gateway/")
+            .and_then(|rest| rest.split_once('@'))
+            .map(|(_, v)| v.to_string())
+    });
+    match built_for {
+        Some(v) if v != WIT_VERSION => anyhow::bail!(
+            "{label} was built against nsq:gateway@{v}, and this gateway serves \
+             nsq:gateway@{WIT_VERSION} only (the 0.2.0 publish returns a channel count, \
+             and the host calls the new validate-config export). Rebuild it against \
+             this release's wit/gateway.wit: a Rust plugin on the SDK in plugins/sdk \
+             (`cargo build --target wasm32-wasip2 --release`), a Python one with its \
+             componentize-py build (plugins/jsonl-py/build.sh shows how)"
+        ),
+        _ => Ok(()),
+    }
+}
 
 /// Per-plugin counters, updated with relaxed atomics.
 #[derive(Debug, Default)]
@@ -123,22 +165,23 @@ impl Plugin {
         };
         let component = Component::new(&engine.engine, &bytes)
             .map_err(|e| anyhow::anyhow!("{label} is not a valid WebAssembly component: {e}"))?;
+        check_contract_version(&label, &component, &engine.engine)?;
         let pre = engine.linker.instantiate_pre(&component).map_err(|e| {
             anyhow::anyhow!(
-                "{label} does not implement the world nsq:gateway/plugin@0.1.0 \
+                "{label} does not implement the world nsq:gateway/plugin@{WIT_VERSION} \
                  (its imports cannot be satisfied): {e:#}"
             )
         })?;
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
             anyhow::anyhow!(
-                "{label} does not implement the world nsq:gateway/plugin@0.1.0 \
+                "{label} does not implement the world nsq:gateway/plugin@{WIT_VERSION} \
                  (missing export tcp-handler): {e:#}"
             )
         })?;
         let tick = engine.opts.epoch_tick.as_millis().max(1);
         let deadline_ticks =
             u64::try_from(u128::from(cfg.limits.call_timeout_ms).div_ceil(tick)).unwrap_or(1) + 1;
-        Ok(Plugin {
+        let plugin = Plugin {
             shared: Arc::new(Shared {
                 name: cfg.name.clone(),
                 topics: acl::NamePatterns::new(&cfg.limits.topics),
@@ -160,7 +203,50 @@ impl Plugin {
             born: Instant::now(),
             refusal_logged_at: AtomicU64::new(0),
             refusals_unlogged: AtomicU64::new(0),
-        })
+        };
+        plugin.validate_config()?;
+        Ok(plugin)
+    }
+
+    /// Calls the guest's `validate-config` with its `config:` map on an
+    /// instance that serves no connection (a scratch broker behind it), so
+    /// an unknown key or a bad value stops the load with the plugin's own
+    /// message.
+    fn validate_config(&self) -> anyhow::Result<()> {
+        let name = &self.shared.name;
+        let broker = Broker::new(crate::broker::BrokerOptions::default());
+        let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut store = self.new_store(broker, VALIDATE_LIMITS, 0, peer);
+        let guest = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow::anyhow!("plugin {name:?}: cannot instantiate: {e:#}"))?;
+        let answer = guest
+            .nsq_gateway_tcp_handler()
+            .call_validate_config(&mut store, &self.guest_config)
+            .map_err(|e| anyhow::anyhow!("plugin {name:?}: validate-config trapped: {e:#}"))?;
+        answer.map_err(|why| anyhow::anyhow!("plugin {name:?} refuses its config: {why}"))
+    }
+
+    /// What `connect-info.limits` tells a guest.
+    fn wit_limits(
+        &self,
+        server: &ServerLimits,
+        msg_timeout: Duration,
+        max_msg_size: u64,
+    ) -> Limits {
+        let l = &self.shared.limits;
+        let u32_of = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        Limits {
+            max_rdy_count: u32_of(server.max_rdy),
+            max_msg_size: u32_of((l.max_msg_size as u64).min(max_msg_size)),
+            max_batch: u32_of(l.max_batch as u64),
+            max_delay_ms: ms(server.max_delay),
+            msg_timeout_ms: ms(msg_timeout),
+            output_buffer: u32_of(l.output_buffer as u64),
+            max_subscriptions: u32_of(l.max_subscriptions as u64),
+        }
     }
 
     /// The slots every plugin shares, and the plan they were sized with.
@@ -286,6 +372,7 @@ impl Plugin {
             config: self.guest_config.clone(),
             tls: tls_info.is_some(),
             tls_common_name: tls_info.as_ref().and_then(|t| t.common_name.clone()),
+            limits: self.wit_limits(&server, env.config.msg_timeout, env.config.max_msg_size),
         };
         if let Some(t) = &tls_info {
             let mut meta = conn.store.data().client.meta();
@@ -341,6 +428,7 @@ impl Plugin {
             config: self.guest_config.clone(),
             tls: false,
             tls_common_name: None,
+            limits: self.wit_limits(&BENCH_LIMITS, Duration::from_secs(60), 1 << 20),
         };
         self.arm(&mut store);
         guest

@@ -32,6 +32,7 @@ mod plugin_slow_client;
 mod plugin_startup;
 mod plugin_stomp;
 mod plugin_stomp_clients;
+mod plugin_tutorial;
 mod real_clients_nsqjs;
 mod real_clients_pynsq;
 mod real_clients_tokio_nsq;

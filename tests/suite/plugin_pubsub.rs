@@ -226,3 +226,27 @@ async fn line_pipelined_pubs_are_answered_in_order() {
     assert_eq!(c.read_line().await, "PONG");
     assert_eq!(server.broker().stats(Some("piped"))[0].message_count, 301);
 }
+
+/// `connect-info.limits` carries the gateway's flags: LINE bounds `RDY n`
+/// by `--max-rdy-count`, not by a number compiled into it.
+#[tokio::test]
+async fn line_takes_max_rdy_from_the_gateways_flags() {
+    let mut config = common::test_config();
+    config.max_rdy_count = 10;
+    let server = TestServer::builder()
+        .config(config)
+        .plugin(line_plugin())
+        .start()
+        .await;
+    let mut c = LineClient::line(server.tcp_addr).await;
+    assert!(
+        c.request("SUB t c manual")
+            .await
+            .starts_with("OK subscribed")
+    );
+    assert_eq!(
+        c.request("RDY 11").await,
+        "ERR RDY 11 is over the maximum 10"
+    );
+    assert_eq!(c.request("RDY 10").await, "OK");
+}

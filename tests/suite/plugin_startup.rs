@@ -1,7 +1,9 @@
 //! Startup refuses every bad plugin registry entry with a message naming the
 //! plugin: duplicate magic, a clash with "  V2" (allowed with override_v2),
 //! a missing file, a file that is not a component, a core module, and a
-//! component that does not implement the nsq:gateway/plugin world.
+//! component that does not implement the nsq:gateway/plugin world, one
+//! built against the older contract 0.1.0, and a config the plugin's own
+//! `validate-config` refuses.
 
 use crate::common;
 
@@ -152,6 +154,34 @@ fn bad_limits_are_refused() {
     let e = error_of(&[cfg]);
     assert!(
         e.contains("\"line\"") && e.contains("call_timeout_ms"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_component_built_against_wit_0_1_0_is_refused_naming_the_version_and_the_fix() {
+    // test-trap as built at 3501a63, the last commit on nsq:gateway@0.1.0.
+    let old = common::clients::repo_root().join("tests/fixtures/wit-0.1.0-trap.wasm");
+    let e = error_of(&[with_component("old", old)]);
+    assert!(
+        e.contains("built against nsq:gateway@0.1.0")
+            && e.contains("serves nsq:gateway@0.2.0")
+            && e.contains("plugins/sdk")
+            && e.contains("Rebuild"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_config_the_plugin_refuses_stops_the_load_with_the_plugins_words() {
+    let mut cfg = line_plugin();
+    cfg.config.insert("default_rdy".into(), "lots".into());
+    cfg.config.insert("max_line_byte".into(), "100".into());
+    let e = error_of(&[cfg]);
+    assert!(
+        e.contains("plugin \"line\" refuses its config")
+            && e.contains("config.default_rdy: \"lots\" is not a valid u32")
+            && e.contains("config.max_line_byte: unknown key"),
         "{e}"
     );
 }

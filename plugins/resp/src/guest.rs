@@ -68,11 +68,13 @@ impl Host for Imports {
     }
 
     fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), Failure> {
-        broker::publish(topic, body).map_err(failure)
+        broker::publish(topic, body).map(drop).map_err(failure)
     }
 
     fn publish_many(&mut self, topic: &str, bodies: &[Vec<u8>]) -> Result<(), Failure> {
-        broker::publish_many(topic, bodies).map_err(failure)
+        broker::publish_many(topic, bodies)
+            .map(drop)
+            .map_err(failure)
     }
 
     fn topic_info(&mut self, topic: &str) -> Result<Option<TopicInfo>, Failure> {
@@ -127,6 +129,11 @@ fn with_session(f: impl FnOnce(&mut Session)) {
 struct Resp;
 
 impl Guest for Resp {
+    /// Interim 0.2.0 shim until the SDK port: accepts any config.
+    fn validate_config(_config: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
     fn on_connect(info: ConnectInfo) {
         let mut session = Session::new(Settings::from_pairs(&info.config), info.client_id);
         if Imports.auth_required() {
