@@ -32,8 +32,11 @@ pub struct Settings {
     pub queue_channel: String,
     /// The server's heart-beat offer `(can send every, wants every)` in ms.
     pub heart_beat: (u64, u64),
-    /// A client is dead after `grace` times its negotiated interval of silence.
-    pub heart_beat_grace: f64,
+    /// A client is dead after `grace` times its negotiated interval of
+    /// silence, in thousandths (2.0 is 2000). Fixed point, not `f64`: float
+    /// parsing and printing would add 12 KB of tables to the guest's data,
+    /// which every connection's instance holds resident.
+    pub heart_beat_grace_milli: u64,
     /// Time a connection has to complete CONNECT, in ms (0 = unbounded).
     pub connect_timeout_ms: u32,
     /// Delay before a NACKed message is redelivered, in ms.
@@ -56,7 +59,7 @@ impl Default for Settings {
             prefetch: DEFAULT_PREFETCH,
             queue_channel: "stomp".into(),
             heart_beat: (10_000, 10_000),
-            heart_beat_grace: 2.0,
+            heart_beat_grace_milli: 2000,
             connect_timeout_ms: 10_000,
             nack_delay_ms: 0,
             max_transactions: 8,
@@ -96,13 +99,19 @@ impl Settings {
                 d.heart_beat
             }),
         };
-        let mut heart_beat_grace = c.get("heart_beat_grace", d.heart_beat_grace);
-        if !(heart_beat_grace.is_finite() && heart_beat_grace >= 1.0) {
-            c.invalid(format!(
-                "config.heart_beat_grace: {heart_beat_grace} is not a number of at least 1"
-            ));
-            heart_beat_grace = d.heart_beat_grace;
-        }
+        let heart_beat_grace_milli = match c.raw("heart_beat_grace") {
+            None => d.heart_beat_grace_milli,
+            Some(v) => match parse_milli(v.trim()) {
+                Some(g) if g >= 1000 => g,
+                _ => {
+                    c.invalid(format!(
+                        "config.heart_beat_grace: {v:?} is not a number of at least 1 \
+                         (at most 3 decimals)"
+                    ));
+                    d.heart_beat_grace_milli
+                }
+            },
+        };
         Settings {
             limits: Limits {
                 max_frame,
@@ -114,7 +123,7 @@ impl Settings {
             prefetch,
             queue_channel,
             heart_beat,
-            heart_beat_grace,
+            heart_beat_grace_milli,
             connect_timeout_ms: c.get("connect_timeout_ms", d.connect_timeout_ms),
             nack_delay_ms: c.get("nack_delay_ms", d.nack_delay_ms),
             max_transactions: c.get("max_transactions", d.max_transactions),
@@ -142,6 +151,21 @@ impl Settings {
             self.limits.max_frame = body.saturating_add(HEADER_ALLOWANCE);
         }
     }
+}
+
+/// A decimal such as `2`, `1.5` or `2.125` in thousandths.
+fn parse_milli(v: &str) -> Option<u64> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if int.is_empty() || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let int: u64 = int.parse().ok()?;
+    let mut milli = int.checked_mul(1000)?;
+    for (i, b) in frac.bytes().enumerate() {
+        let unit = [100, 10, 1][i];
+        milli = milli.checked_add(u64::from(b - b'0') * unit)?;
+    }
+    Some(milli)
 }
 
 /// `"cx,cy"` as two millisecond counts.
@@ -324,7 +348,7 @@ mod tests {
         assert_eq!(s.max_subscriptions, Some(2));
         assert_eq!(s.queue_channel, "workers");
         assert_eq!(s.heart_beat, (500, 1000));
-        assert_eq!(s.heart_beat_grace, 1.5);
+        assert_eq!(s.heart_beat_grace_milli, 1500);
         assert_eq!(s.passcode.as_deref(), Some(" p "));
         // The broker's limits bound what the config asks for.
         s.bound(&nsq_sdk::testing::default_limits());
@@ -360,7 +384,7 @@ mod tests {
         ]);
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.heart_beat, (10_000, 10_000));
-        assert_eq!(s.heart_beat_grace, 2.0);
+        assert_eq!(s.heart_beat_grace_milli, 2000);
         assert_eq!(s.prefetch, DEFAULT_PREFETCH);
         let problems = err.expect_err("refused").problems;
         for key in [
@@ -380,6 +404,17 @@ mod tests {
             );
         }
         assert_eq!(problems.len(), 7, "{problems:?}");
+    }
+
+    #[test]
+    fn grace_is_read_in_thousandths() {
+        assert_eq!(parse_milli("2"), Some(2000));
+        assert_eq!(parse_milli("2.0"), Some(2000));
+        assert_eq!(parse_milli("1.5"), Some(1500));
+        assert_eq!(parse_milli("2.125"), Some(2125));
+        for bad in ["", ".5", "1.2345", "x", "1.x", "-1", "1e3"] {
+            assert_eq!(parse_milli(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use nsq_sdk::{
     AuthError, Config, ConnectInfo, Host, Identity, Message, Protocol, Subscription, describe_auth,
 };
 
-use crate::frame::{Command, Frame, Parser, encode_frame};
+use crate::frame::{Command, Frame, Parser, encode_frame, push_decimal};
 use crate::rules::{self, AckMode, Destination, MessageId, Settings, Version};
 
 use ack::AckBatch;
@@ -405,8 +405,12 @@ fn connected(s: &mut Stomp, h: &mut impl Host, version: Version, client_hb: (u64
     let server_hb = s.settings.heart_beat;
     let (send_every, expect_every) = rules::negotiate_heart_beat(client_hb, server_hb);
     s.version = Some(version);
-    let hb = format!("{},{}", server_hb.0, server_hb.1);
-    let session = format!("{}", s.client_id);
+    // Decimal by hand, not `format!`: an idle connection's CONNECT then
+    // never runs `core::fmt` (less guest stack and data touched).
+    let mut hb = decimal(server_hb.0);
+    hb.push(',');
+    hb.push_str(&decimal(server_hb.1));
+    let session = decimal(s.client_id);
     encode_frame(
         &mut s.out,
         "CONNECTED",
@@ -419,7 +423,7 @@ fn connected(s: &mut Stomp, h: &mut impl Host, version: Version, client_hb: (u64
         b"",
     );
     let now = h.now_ms();
-    let window = (expect_every as f64 * s.settings.heart_beat_grace) as u64;
+    let window = expect_every.saturating_mul(s.settings.heart_beat_grace_milli) / 1000;
     s.heart = Heart {
         send_every,
         expect_every,
@@ -428,6 +432,13 @@ fn connected(s: &mut Stomp, h: &mut impl Host, version: Version, client_hb: (u64
         last_received: now,
     };
     arm_heart_timer(s, h, now);
+}
+
+/// `n` in decimal.
+fn decimal(n: u64) -> String {
+    let mut digits = Vec::with_capacity(20);
+    push_decimal(&mut digits, n);
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 fn required<'a>(f: &Frame<'a>, name: &str) -> Result<&'a str, Fatal> {
