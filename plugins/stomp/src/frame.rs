@@ -64,28 +64,30 @@ impl Command {
     }
 }
 
-/// One decoded client frame; the body borrows the parser's buffer, so a
-/// SEND body reaches `broker.publish` without a copy in the guest.
+/// One decoded client frame. Everything borrows the parser: the header
+/// names and values were unescaped in place in its buffer and their spans
+/// are kept in a vector it reuses, so parsing a frame allocates nothing, and
+/// a SEND body reaches `broker.publish` without a copy in the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame<'a> {
     pub command: Command,
-    /// Header names and values, unescaped, back to back: one allocation
-    /// per frame instead of two per header.
-    text: String,
+    /// Header names and values, unescaped, back to back.
+    text: &'a str,
     /// `(name start, name end = value start, value end)` in `text`, in wire
     /// order; repeated names are kept and the first one wins in `header`
     /// (spec: "Repeated Header Entries").
-    headers: Vec<(usize, usize, usize)>,
+    headers: &'a [(usize, usize, usize)],
     pub body: &'a [u8],
 }
 
-impl Frame<'_> {
+impl<'a> Frame<'a> {
     /// The first value of header `name`.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        let text = self.text;
         self.headers
             .iter()
-            .find(|&&(a, b, _)| self.text.get(a..b) == Some(name))
-            .and_then(|&(_, b, c)| self.text.get(b..c))
+            .find(|&&(a, b, _)| text.get(a..b) == Some(name))
+            .and_then(|&(_, b, c)| text.get(b..c))
     }
 }
 
@@ -155,8 +157,8 @@ impl fmt::Display for ParseError {
 #[derive(Debug)]
 struct Head {
     command: Command,
-    text: String,
-    headers: Vec<(usize, usize, usize)>,
+    /// Where the unescaped header text lies, from the frame start.
+    text: (usize, usize),
     /// Offset of the body from the frame start.
     body_start: usize,
     content_length: Option<usize>,
@@ -178,6 +180,9 @@ pub struct Parser {
     /// Lines of the header section seen so far (command line included).
     lines: usize,
     head: Option<Head>,
+    /// Header spans of the frame being parsed (see `Frame::headers`),
+    /// reused from frame to frame.
+    spans: Vec<(usize, usize, usize)>,
 }
 
 impl Parser {
@@ -190,6 +195,7 @@ impl Parser {
             scanned: 0,
             lines: 0,
             head: None,
+            spans: Vec::new(),
         }
     }
 
@@ -197,20 +203,14 @@ impl Parser {
         self.limits
     }
 
-    /// Takes received bytes; when nothing is buffered the vector itself
-    /// becomes the buffer (no copy, the common case).
-    pub fn push_owned(&mut self, data: Vec<u8>) {
-        if self.start == self.buf.len() {
-            self.buf = data;
-            self.start = 0;
-        } else {
-            self.push(&data);
-        }
-    }
-
-    /// Appends received bytes.
+    /// Appends received bytes. A buffer left empty gives back a large
+    /// allocation, so one big frame does not stay resident in an idle
+    /// connection.
     pub fn push(&mut self, data: &[u8]) {
         if self.start == self.buf.len() {
+            if self.buf.capacity() > 64 << 10 {
+                self.buf = Vec::new();
+            }
             self.buf.clear();
             self.start = 0;
         } else if self.start > 4096 && self.start * 2 > self.buf.len() {
@@ -261,7 +261,7 @@ impl Parser {
     fn scan_head(&mut self) -> Result<bool, ParseError> {
         let limits = self.limits;
         loop {
-            let frame = self.buf.get(self.start..).unwrap_or_default();
+            let frame = self.buf.get_mut(self.start..).unwrap_or_default();
             let rest = frame.get(self.scanned..).unwrap_or_default();
             let Some(nl) = find_byte(rest, b'\n') else {
                 self.scanned = frame.len();
@@ -288,9 +288,9 @@ impl Parser {
             if line.is_empty() && self.lines > 0 {
                 // The header text ends before the newline preceding the blank line.
                 let text = frame
-                    .get(..blank_start.saturating_sub(1))
+                    .get_mut(..blank_start.saturating_sub(1))
                     .unwrap_or_default();
-                let head = parse_head(text, end + 1)?;
+                let head = parse_head(text, end + 1, &mut self.spans)?;
                 if let Some(len) = head.content_length
                     && head.body_start.saturating_add(len).saturating_add(1) > limits.max_frame
                 {
@@ -348,84 +348,117 @@ impl Parser {
         self.line_start = 0;
         self.scanned = 0;
         self.lines = 0;
-        let body = self
-            .buf
-            .get(frame_start + body_start..frame_start + body_end)
-            .unwrap_or_default();
+        let frame = self.buf.get(frame_start..).unwrap_or_default();
+        let body = frame.get(body_start..body_end).unwrap_or_default();
+        let text = frame.get(head.text.0..head.text.1).unwrap_or_default();
+        // Unescaping maps ASCII to ASCII, so the text is as valid as the
+        // headers were when `parse_head` checked them.
+        let text = std::str::from_utf8(text).map_err(|_| ParseError::NotUtf8)?;
         Ok(Some(Frame {
             command: head.command,
-            text: head.text,
-            headers: head.headers,
+            text,
+            headers: &self.spans,
             body,
         }))
     }
 }
 
-/// Parses the command line and headers (`raw` excludes the blank line).
-fn parse_head(raw: &[u8], body_start: usize) -> Result<Head, ParseError> {
+/// Parses the command line and headers (`raw` excludes the blank line),
+/// unescaping the header names and values in place: each is written back
+/// to back from the start of the header lines (unescaping only shortens,
+/// and a line's colon and newline are dropped, so writing never overtakes
+/// reading). Their spans go to `spans`.
+fn parse_head(
+    raw: &mut [u8],
+    body_start: usize,
+    spans: &mut Vec<(usize, usize, usize)>,
+) -> Result<Head, ParseError> {
     let nl = find_byte(raw, b'\n').unwrap_or(raw.len());
     let word = raw.get(..nl).unwrap_or_default();
     let word = word.strip_suffix(b"\r").unwrap_or(word);
     let command = Command::parse(word)
         .ok_or_else(|| ParseError::UnknownCommand(String::from_utf8_lossy(word).into_owned()))?;
-    let rest = raw.get(nl + 1..).unwrap_or_default();
+    let text_start = (nl + 1).min(raw.len());
+    let rest = raw.get_mut(text_start..).unwrap_or_default();
     // Unescaping maps ASCII to ASCII, so checking UTF-8 once up front holds.
-    let rest = std::str::from_utf8(rest).map_err(|_| ParseError::NotUtf8)?;
+    std::str::from_utf8(rest).map_err(|_| ParseError::NotUtf8)?;
     let escaped = command.escapes_headers();
-    let mut text = String::with_capacity(rest.len());
-    let mut headers = Vec::with_capacity(rest.bytes().filter(|&b| b == b'\n').count() + 1);
+    spans.clear();
     let mut content_length = None;
-    let lines = rest.split('\n').filter(|_| !rest.is_empty());
-    for line in lines {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(ParseError::MalformedHeader(line.to_string()));
+    let (mut read, mut write) = (0, 0);
+    while read < rest.len() {
+        let line_end = find_byte(&rest[read..], b'\n').map_or(rest.len(), |i| read + i);
+        let mut end = line_end;
+        if end > read && rest[end - 1] == b'\r' {
+            end -= 1;
+        }
+        let Some(colon) = find_byte(&rest[read..end], b':') else {
+            let line = String::from_utf8_lossy(&rest[read..end]).into_owned();
+            return Err(ParseError::MalformedHeader(line));
         };
-        let a = text.len();
-        push_decoded(&mut text, name, escaped)?;
-        let b = text.len();
-        push_decoded(&mut text, value, escaped)?;
-        let c = text.len();
-        if content_length.is_none() && text.get(a..b) == Some("content-length") {
-            let v = text.get(b..c).unwrap_or_default();
+        let a = write;
+        let b = unescape_within(rest, read..read + colon, a, escaped)?;
+        let c = unescape_within(rest, read + colon + 1..end, b, escaped)?;
+        if content_length.is_none() && &rest[a..b] == b"content-length" {
+            let v = String::from_utf8_lossy(&rest[b..c]);
             let n = v
                 .trim()
                 .parse::<usize>()
                 .map_err(|_| ParseError::BadContentLength(v.to_string()))?;
             content_length = Some(n);
         }
-        headers.push((a, b, c));
+        spans.push((a, b, c));
+        write = c;
+        read = line_end + 1;
     }
     Ok(Head {
         command,
-        text,
-        headers,
+        text: (text_start, text_start + write),
         body_start,
         content_length,
     })
 }
 
-/// Appends `raw`, STOMP 1.2-unescaped when `escaped`.
-fn push_decoded(text: &mut String, raw: &str, escaped: bool) -> Result<(), ParseError> {
-    if !escaped || !raw.contains('\\') {
-        text.push_str(raw);
-        return Ok(());
+/// Moves `buf[from]` to `buf[to..]`, STOMP 1.2-unescaped when `escaped`;
+/// returns the end of what was written (`to` is at most `from.start`).
+fn unescape_within(
+    buf: &mut [u8],
+    from: std::ops::Range<usize>,
+    to: usize,
+    escaped: bool,
+) -> Result<usize, ParseError> {
+    let raw = &buf[from.clone()];
+    if !escaped || find_byte(raw, b'\\').is_none() {
+        let len = from.len();
+        buf.copy_within(from, to);
+        return Ok(to + len);
     }
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            text.push(c);
-            continue;
+    // Checked before anything is written, so the error can quote it whole.
+    let mut bytes = raw.iter();
+    while let Some(&c) = bytes.next() {
+        if c == b'\\' && !matches!(bytes.next(), Some(b'r' | b'n' | b'c' | b'\\')) {
+            let raw = String::from_utf8_lossy(raw).into_owned();
+            return Err(ParseError::BadEscape(raw));
         }
-        text.push(match chars.next() {
-            Some('r') => '\r',
-            Some('n') => '\n',
-            Some('c') => ':',
-            Some('\\') => '\\',
-            _ => return Err(ParseError::BadEscape(raw.to_string())),
-        });
     }
-    Ok(())
+    let (mut r, mut w) = (from.start, to);
+    while r < from.end {
+        let c = buf[r];
+        if c == b'\\' {
+            buf[w] = match buf[r + 1] {
+                b'r' => b'\r',
+                b'n' => b'\n',
+                b'c' => b':',
+                _ => b'\\',
+            };
+            r += 2;
+        } else {
+            buf[w] = c;
+            r += 1;
+        }
+        w += 1;
+    }
+    Ok(w)
 }
 
 /// Position of `needle` in `hay`, eight bytes at a time (wasm32 has no SIMD

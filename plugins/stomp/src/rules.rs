@@ -1,30 +1,42 @@
-//! The STOMP plugin's pure decisions, kept apart from the WIT glue so they
-//! are unit-tested on the host: reading the `config:` map into `Settings`,
-//! version and heart-beat negotiation, mapping destinations to NSQ topics and
-//! channels, and the `ack` ids the server hands out and reads back.
+//! The STOMP plugin's pure decisions, apart from the session so they are
+//! unit-tested on their own: reading the `config:` map into `Settings` with
+//! the SDK's typed getters (an unknown key or a bad value stops the load),
+//! version and heart-beat negotiation, mapping destinations to NSQ topics
+//! and channels, and the `ack` ids the server hands out and reads back.
+
+use nsq_sdk::{Config, Limits as BrokerLimits};
 
 use crate::frame::Limits;
 
 /// Default `prefetch`: messages in flight per subscription (NSQ's RDY).
 pub const DEFAULT_PREFETCH: u32 = 100;
-/// Highest `prefetch`, nsqd's default `--max-rdy-count`.
-pub const MAX_PREFETCH: u32 = 2500;
+/// Headers and framing allowed on top of the broker's largest body in the
+/// default `max_frame_bytes`.
+const HEADER_ALLOWANCE: usize = 64 << 10;
 
-/// The plugin's settings, from `config:` in gateway.yaml. Values that do not
-/// parse keep their defaults (the README lists every key).
+/// The plugin's settings, from `config:` in gateway.yaml (the README lists
+/// every key), then bounded by the broker's limits at connect
+/// (`Settings::bound`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub limits: Limits,
-    /// Most simultaneous subscriptions per connection.
-    pub max_subscriptions: usize,
+    /// `max_frame_bytes` was set; otherwise the largest frame follows the
+    /// broker's `max-msg-size`.
+    pub max_frame_set: bool,
+    /// Most simultaneous subscriptions per connection (`None`: the
+    /// broker's `max-subscriptions`).
+    pub max_subscriptions: Option<usize>,
     /// Ready count of a subscription without a `prefetch-count` header.
     pub prefetch: u32,
     /// Shared channel for `/queue/<t>` without a `channel` header.
     pub queue_channel: String,
     /// The server's heart-beat offer `(can send every, wants every)` in ms.
     pub heart_beat: (u64, u64),
-    /// A client is dead after `grace` times its negotiated interval of silence.
-    pub heart_beat_grace: f64,
+    /// A client is dead after `grace` times its negotiated interval of
+    /// silence, in thousandths (2.0 is 2000). Fixed point, not `f64`: float
+    /// parsing and printing would add 12 KB of tables to the guest's data,
+    /// which every connection's instance holds resident.
+    pub heart_beat_grace_milli: u64,
     /// Time a connection has to complete CONNECT, in ms (0 = unbounded).
     pub connect_timeout_ms: u32,
     /// Delay before a NACKed message is redelivered, in ms.
@@ -42,11 +54,12 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             limits: Limits::default(),
-            max_subscriptions: 16,
+            max_frame_set: false,
+            max_subscriptions: None,
             prefetch: DEFAULT_PREFETCH,
             queue_channel: "stomp".into(),
             heart_beat: (10_000, 10_000),
-            heart_beat_grace: 2.0,
+            heart_beat_grace_milli: 2000,
             connect_timeout_ms: 10_000,
             nack_delay_ms: 0,
             max_transactions: 8,
@@ -58,55 +71,101 @@ impl Default for Settings {
 }
 
 impl Settings {
-    pub fn from_config(config: &[(String, String)]) -> Settings {
-        let mut s = Settings::default();
-        for (key, value) in config {
-            let v = value.trim();
-            match key.as_str() {
-                "max_frame_bytes" => set(&mut s.limits.max_frame, v, 256),
-                "max_headers" => set(&mut s.limits.max_headers, v, 4),
-                "max_header_bytes" => set(&mut s.limits.max_header_len, v, 64),
-                "max_subscriptions" => set(&mut s.max_subscriptions, v, 1),
-                "prefetch" => {
-                    if let Ok(n) = v.parse::<u32>() {
-                        s.prefetch = n.clamp(1, MAX_PREFETCH);
-                    }
+    /// Reads every key (each on every call, so that `Config::check` knows
+    /// them all); a bad value is recorded by the getter and the default kept.
+    pub fn read(c: &mut Config<'_>) -> Settings {
+        let d = Settings::default();
+        let max_frame_set = c.raw("max_frame_bytes").is_some();
+        let max_frame = c.range("max_frame_bytes", d.limits.max_frame, 256, 1 << 30);
+        let max_headers = c.range("max_headers", d.limits.max_headers, 4, 4096);
+        let max_header_len = c.range("max_header_bytes", d.limits.max_header_len, 64, 1 << 20);
+        let max_subscriptions = c
+            .raw("max_subscriptions")
+            .map(|_| c.range("max_subscriptions", 16, 1, 1 << 16));
+        let prefetch = c.range("prefetch", d.prefetch, 1, u32::MAX);
+        let queue_channel = c.string("queue_channel", &d.queue_channel);
+        let queue_channel = if queue_channel.trim().is_empty() {
+            c.invalid("config.queue_channel: must not be empty");
+            d.queue_channel.clone()
+        } else {
+            queue_channel.trim().to_string()
+        };
+        let heart_beat = match c.raw("heart_beat") {
+            None => d.heart_beat,
+            Some(v) => parse_heart_beat(v).unwrap_or_else(|| {
+                c.invalid(format!(
+                    "config.heart_beat: {v:?} is not \"can-send-every,wants-every\" in ms"
+                ));
+                d.heart_beat
+            }),
+        };
+        let heart_beat_grace_milli = match c.raw("heart_beat_grace") {
+            None => d.heart_beat_grace_milli,
+            Some(v) => match parse_milli(v.trim()) {
+                Some(g) if g >= 1000 => g,
+                _ => {
+                    c.invalid(format!(
+                        "config.heart_beat_grace: {v:?} is not a number of at least 1 \
+                         (at most 3 decimals)"
+                    ));
+                    d.heart_beat_grace_milli
                 }
-                "queue_channel" if !v.is_empty() => s.queue_channel = v.to_string(),
-                "heart_beat" => {
-                    if let Some(hb) = parse_heart_beat(v) {
-                        s.heart_beat = hb;
-                    }
-                }
-                "heart_beat_grace" => {
-                    if let Ok(g) = v.parse::<f64>()
-                        && g.is_finite()
-                        && g >= 1.0
-                    {
-                        s.heart_beat_grace = g;
-                    }
-                }
-                "connect_timeout_ms" => set(&mut s.connect_timeout_ms, v, 0),
-                "nack_delay_ms" => set(&mut s.nack_delay_ms, v, 0),
-                "max_transactions" => set(&mut s.max_transactions, v, 0),
-                "max_transaction_bytes" => set(&mut s.max_transaction_bytes, v, 0),
-                "login" => s.login = Some(value.clone()),
-                "passcode" => s.passcode = Some(value.clone()),
-                _ => {}
-            }
+            },
+        };
+        Settings {
+            limits: Limits {
+                max_frame,
+                max_headers,
+                max_header_len,
+            },
+            max_frame_set,
+            max_subscriptions,
+            prefetch,
+            queue_channel,
+            heart_beat,
+            heart_beat_grace_milli,
+            connect_timeout_ms: c.get("connect_timeout_ms", d.connect_timeout_ms),
+            nack_delay_ms: c.get("nack_delay_ms", d.nack_delay_ms),
+            max_transactions: c.get("max_transactions", d.max_transactions),
+            max_transaction_bytes: c.get("max_transaction_bytes", d.max_transaction_bytes),
+            login: c.raw("login").map(str::to_string),
+            passcode: c.raw("passcode").map(str::to_string),
         }
-        s
+    }
+
+    /// Fits the settings to the broker's limits of this connection: the
+    /// prefetch window to `max-rdy-count`, the NACK delay to
+    /// `max-delay-ms`, the subscriptions to `max-subscriptions`, and (unless
+    /// set) the largest frame to `max-msg-size` plus the headers.
+    pub fn bound(&mut self, limits: &BrokerLimits) {
+        let max_rdy = limits.max_rdy_count.max(1);
+        self.prefetch = self.prefetch.min(max_rdy);
+        self.nack_delay_ms = self.nack_delay_ms.min(limits.max_delay_ms);
+        let broker_subs = usize::try_from(limits.max_subscriptions).unwrap_or(usize::MAX);
+        self.max_subscriptions = Some(
+            self.max_subscriptions
+                .map_or(broker_subs, |n| n.min(broker_subs)),
+        );
+        if !self.max_frame_set {
+            let body = usize::try_from(limits.max_msg_size).unwrap_or(usize::MAX);
+            self.limits.max_frame = body.saturating_add(HEADER_ALLOWANCE);
+        }
     }
 }
 
-/// Parses `v` into `slot` if it is a number of at least `min`.
-fn set<T: std::str::FromStr + PartialOrd + Copy + TryFrom<u32>>(slot: &mut T, v: &str, min: u32) {
-    let Ok(min) = T::try_from(min) else { return };
-    if let Ok(n) = v.parse::<T>()
-        && n >= min
-    {
-        *slot = n;
+/// A decimal such as `2`, `1.5` or `2.125` in thousandths.
+fn parse_milli(v: &str) -> Option<u64> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if int.is_empty() || frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
+    let int: u64 = int.parse().ok()?;
+    let mut milli = int.checked_mul(1000)?;
+    for (i, b) in frac.bytes().enumerate() {
+        let unit = [100, 10, 1][i];
+        milli = milli.checked_add(u64::from(b - b'0') * unit)?;
+    }
+    Some(milli)
 }
 
 /// `"cx,cy"` as two millisecond counts.
@@ -228,20 +287,48 @@ pub fn is_message_id(id: &str) -> bool {
     id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// An NSQ message id kept inline: an ACK names its message without an
+/// allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageId([u8; 16]);
+
+impl MessageId {
+    pub fn parse(id: &str) -> Option<MessageId> {
+        if !is_message_id(id) {
+            return None;
+        }
+        <[u8; 16]>::try_from(id.as_bytes()).ok().map(MessageId)
+    }
+
+    /// Whether `id` (a delivered message's) is this one.
+    pub fn is(&self, id: &str) -> bool {
+        id.as_bytes() == self.0
+    }
+
+    /// The id as text (ASCII hex by construction).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn read(pairs: &[(&str, &str)]) -> (Settings, Result<(), nsq_sdk::ConfigError>) {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut c = Config::new(&pairs);
+        let s = Settings::read(&mut c);
+        (s, c.check())
+    }
+
     #[test]
     fn settings_from_config() {
-        let cfg = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(Settings::from_config(&[]), Settings::default());
-        let s = Settings::from_config(&cfg(&[
+        assert_eq!(read(&[]), (Settings::default(), Ok(())));
+        let (mut s, ok) = read(&[
             ("max_frame_bytes", "4096"),
             ("max_headers", "8"),
             ("max_header_bytes", "128"),
@@ -251,28 +338,83 @@ mod tests {
             ("heart_beat", "500, 1000"),
             ("heart_beat_grace", "1.5"),
             ("nack_delay_ms", "250"),
-        ]));
+            ("login", "u"),
+            ("passcode", " p "),
+        ]);
+        assert_eq!(ok, Ok(()));
         assert_eq!(s.limits.max_frame, 4096);
         assert_eq!(s.limits.max_headers, 8);
         assert_eq!(s.limits.max_header_len, 128);
-        assert_eq!(s.max_subscriptions, 2);
-        assert_eq!(s.prefetch, MAX_PREFETCH);
+        assert_eq!(s.max_subscriptions, Some(2));
         assert_eq!(s.queue_channel, "workers");
         assert_eq!(s.heart_beat, (500, 1000));
-        assert_eq!(s.heart_beat_grace, 1.5);
+        assert_eq!(s.heart_beat_grace_milli, 1500);
+        assert_eq!(s.passcode.as_deref(), Some(" p "));
+        // The broker's limits bound what the config asks for.
+        s.bound(&nsq_sdk::testing::default_limits());
+        assert_eq!(s.prefetch, 2500);
         assert_eq!(s.nack_delay_ms, 250);
-        // Nonsense keeps the defaults.
-        let s = Settings::from_config(&cfg(&[
+        assert_eq!(s.max_subscriptions, Some(2));
+        assert_eq!(s.limits.max_frame, 4096, "set explicitly");
+    }
+
+    #[test]
+    fn unset_limits_follow_the_broker() {
+        let (mut s, _) = read(&[]);
+        let mut limits = nsq_sdk::testing::default_limits();
+        limits.max_msg_size = 1000;
+        limits.max_subscriptions = 3;
+        limits.max_rdy_count = 50;
+        s.bound(&limits);
+        assert_eq!(s.limits.max_frame, 1000 + (64 << 10));
+        assert_eq!(s.max_subscriptions, Some(3));
+        assert_eq!(s.prefetch, 50);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_refused_by_name() {
+        let (s, err) = read(&[
             ("max_frame_bytes", "-1"),
             ("max_headers", "x"),
             ("heart_beat", "1"),
             ("heart_beat_grace", "0.5"),
             ("prefetch", "0"),
-        ]));
+            ("queue_channel", " "),
+            ("prefech", "10"),
+        ]);
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.heart_beat, (10_000, 10_000));
-        assert_eq!(s.heart_beat_grace, 2.0);
-        assert_eq!(s.prefetch, 1);
+        assert_eq!(s.heart_beat_grace_milli, 2000);
+        assert_eq!(s.prefetch, DEFAULT_PREFETCH);
+        let problems = err.expect_err("refused").problems;
+        for key in [
+            "max_frame_bytes",
+            "max_headers",
+            "heart_beat:",
+            "heart_beat_grace",
+            "prefetch:",
+            "queue_channel",
+            "prefech: unknown key",
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains(&format!("config.{key}"))),
+                "{key}: {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), 7, "{problems:?}");
+    }
+
+    #[test]
+    fn grace_is_read_in_thousandths() {
+        assert_eq!(parse_milli("2"), Some(2000));
+        assert_eq!(parse_milli("2.0"), Some(2000));
+        assert_eq!(parse_milli("1.5"), Some(1500));
+        assert_eq!(parse_milli("2.125"), Some(2125));
+        for bad in ["", ".5", "1.2345", "x", "1.x", "-1", "1e3"] {
+            assert_eq!(parse_milli(bad), None, "{bad}");
+        }
     }
 
     #[test]
@@ -312,6 +454,10 @@ mod tests {
         assert_eq!(parse_ack_id("x.0123456789abcdef"), None);
         assert_eq!(parse_ack_id("1.0123"), None);
         assert_eq!(parse_ack_id("0123456789abcdef"), None);
+        let id = MessageId::parse("0123456789abcdef").expect("an id");
+        assert!(id.is("0123456789abcdef") && !id.is("0123456789abcde0"));
+        assert_eq!(id.as_str(), "0123456789abcdef");
+        assert_eq!(MessageId::parse("0123456789abcdeg"), None);
         assert!(ephemeral_channel(u64::MAX, u32::MAX).len() <= 64);
         assert_eq!(AckMode::parse(Some("client")), Some(AckMode::Client));
         assert_eq!(AckMode::parse(Some("bogus")), None);

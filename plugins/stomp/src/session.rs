@@ -1,11 +1,12 @@
-//! The per-connection STOMP session, socket-free: it takes the host's events
-//! (connect, bytes, deliveries, timer), runs each client frame through the
-//! codec (`frame`) and the protocol rules (`rules`), and calls the broker and
-//! the connection through the `Host` trait, so it is tested natively against
-//! a recording fake (`session/tests.rs`). This file holds the state, the
-//! event entry points, CONNECT, heart-beats and errors; SEND/transactions,
-//! SUBSCRIBE/delivery and ACK/NACK live in the submodules. Every client error
-//! becomes an ERROR frame with a `message` header followed by a close;
+//! The per-connection STOMP session, `Stomp`, as an `nsq_sdk::Protocol`: it
+//! takes the gateway's events (connect, bytes, deliveries, timer, the auth
+//! answer), runs each client frame through the codec (`frame`) and the
+//! protocol rules (`rules`), and calls the broker and the connection through
+//! `nsq_sdk::Host`, so it is tested natively against the SDK's recording
+//! host (`session/tests.rs`). This file holds the state, the event entry
+//! points, CONNECT, heart-beats and errors; SEND/transactions,
+//! SUBSCRIBE/delivery and ACK/NACK live in the submodules. Every client
+//! error becomes an ERROR frame with a `message` header followed by a close;
 //! nothing a client sends can panic.
 
 mod ack;
@@ -14,35 +15,14 @@ mod transaction;
 
 use std::collections::VecDeque;
 
-use crate::frame::{Command, Frame, Parser, encode_frame};
-use crate::rules::{self, AckMode, Destination, Settings, Version};
+use nsq_sdk::{
+    AuthError, Config, ConnectInfo, Host, Identity, Message, Protocol, Subscription, describe_auth,
+};
 
-/// What the session needs from the gateway: the `connection` and `broker`
-/// imports in the component, a recording fake in the tests. Broker errors
-/// come back as a readable reason.
-pub trait Host {
-    /// Queues bytes for the client; false if the host refused them.
-    fn write(&mut self, data: &[u8]) -> bool;
-    fn close(&mut self);
-    fn set_timer(&mut self, delay_ms: Option<u32>);
-    fn now_ms(&mut self) -> u64;
-    fn publish(&mut self, topic: &str, body: &[u8]) -> Result<(), String>;
-    fn subscribe(&mut self, topic: &str, channel: &str) -> Result<u32, String>;
-    fn set_ready(&mut self, sub: u32, count: u32) -> Result<(), String>;
-    fn unsubscribe(&mut self, sub: u32);
-    fn finish(&mut self, sub: u32, id: &str) -> Result<(), String>;
-    fn requeue(&mut self, sub: u32, id: &str, delay_ms: u32) -> Result<(), String>;
-    /// Whether the gateway has an auth server: CONNECT's passcode is then
-    /// the secret it judges.
-    fn auth_required(&mut self) -> bool {
-        false
-    }
-    /// Starts asking the auth server about `secret`; the answer comes as
-    /// `Session::on_authenticated`.
-    fn authenticate(&mut self, _secret: &str) -> Result<(), String> {
-        Err("no auth server is configured".into())
-    }
-}
+use crate::frame::{Command, Frame, Parser, encode_frame, push_decimal};
+use crate::rules::{self, AckMode, Destination, MessageId, Settings, Version};
+
+use ack::AckBatch;
 
 /// A CONNECT waiting for the auth server.
 struct Connecting {
@@ -52,29 +32,19 @@ struct Connecting {
     receipt: Option<String>,
 }
 
-/// One message the broker delivered to a subscription.
-pub struct Delivery {
-    /// The broker's message id, passed back to finish/requeue.
-    pub id: String,
-    /// Publish time in nanoseconds since the epoch (`nsq-timestamp`).
-    pub timestamp: i64,
-    /// Delivery attempts, starting at 1 (`redelivered`, `nsq-attempts`).
-    pub attempts: u16,
-    pub body: Vec<u8>,
-}
-
 /// One SUBSCRIBE of this connection.
 struct Sub {
     /// The client's `id` header, echoed as `subscription` in MESSAGE frames.
     id: String,
     /// The host's subscription handle.
-    handle: u32,
+    handle: Subscription,
     mode: AckMode,
     /// `MESSAGE\nsubscription:..\ndestination:..\n`, escaped once at
     /// SUBSCRIBE so each delivery only appends the per-message headers.
     prefix: Vec<u8>,
     /// Delivered and not yet acknowledged message ids, oldest first (client
-    /// modes only): what a cumulative ACK covers.
+    /// modes only): what a cumulative ACK covers. The ids are the ones the
+    /// delivery brought, moved here and on to `finish-many`: no copies.
     pending: VecDeque<String>,
     /// Bound on `pending` so ids of messages that timed out and went to
     /// another consumer cannot pile up.
@@ -82,10 +52,10 @@ struct Sub {
 }
 
 /// A delivered message an ACK or NACK refers to.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct AckTarget {
-    handle: u32,
-    id: String,
+    handle: Subscription,
+    id: MessageId,
 }
 
 /// A deferred effect of a transaction, applied at COMMIT.
@@ -129,11 +99,18 @@ fn fatal(message: impl Into<String>, detail: impl Into<String>) -> Fatal {
     }
 }
 
-/// Per-connection state: each connection has its own instance.
-pub struct Session {
+/// One STOMP connection (each has its own component instance).
+pub struct Stomp {
+    /// The config, bounded by the broker's limits at connect.
     settings: Settings,
     parser: Parser,
+    /// The gateway's client id: the CONNECTED `session` and the ephemeral
+    /// channel names.
     client_id: u64,
+    /// The broker's `max-rdy-count`: the bound of `prefetch-count`.
+    max_rdy: u32,
+    /// The broker's `max-batch`: the most ids one `finish-many` takes.
+    max_batch: usize,
     /// Set by CONNECT/STOMP; before it only those frames are accepted.
     version: Option<Version>,
     subs: Vec<Sub>,
@@ -147,25 +124,39 @@ pub struct Session {
     closed: bool,
     /// Output of the current event, written once at its end.
     out: Vec<u8>,
-    /// The gateway has an auth server (see `Host::auth_required`).
+    /// The ACKs (or NACKs) of the current event, sent as one `finish-many`
+    /// (`requeue-many`) at its end or before any other frame takes effect.
+    acks: AckBatch,
+    /// The gateway has an auth server: CONNECT's passcode is the secret.
     auth_required: bool,
     /// CONNECT sent its passcode to the auth server; frames behind it wait.
     connecting: Option<Connecting>,
 }
 
-impl Default for Session {
-    fn default() -> Self {
-        Session::new()
-    }
-}
+impl Protocol for Stomp {
+    type Settings = Settings;
 
-impl Session {
-    pub fn new() -> Session {
-        let settings = Settings::default();
-        Session {
-            parser: Parser::new(settings.limits),
+    fn settings(config: &mut Config<'_>) -> Settings {
+        Settings::read(config)
+    }
+
+    /// Applies the settings and takes the magic bytes (`CONN` / `STOM`) as
+    /// the start of the first frame.
+    fn connect(mut settings: Settings, info: &ConnectInfo, h: &mut impl Host) -> Self {
+        settings.bound(&info.limits);
+        let mut parser = Parser::new(settings.limits);
+        parser.push(&info.magic);
+        if settings.connect_timeout_ms > 0 {
+            h.set_timer(Some(settings.connect_timeout_ms));
+        }
+        let max_batch = usize::try_from(info.limits.max_batch).unwrap_or(1).max(1);
+        Stomp {
+            acks: AckBatch::new(max_batch, settings.nack_delay_ms),
             settings,
-            client_id: 0,
+            parser,
+            client_id: info.client_id,
+            max_rdy: info.limits.max_rdy_count.max(1),
+            max_batch,
             version: None,
             subs: Vec::new(),
             topic_subs: 0,
@@ -174,105 +165,42 @@ impl Session {
             heart: Heart::default(),
             closed: false,
             out: Vec::new(),
-            auth_required: false,
+            auth_required: h.auth_required(),
             connecting: None,
         }
     }
 
-    fn sub_by_handle(&mut self, handle: u32) -> Option<&mut Sub> {
-        self.subs.iter_mut().find(|s| s.handle == handle)
-    }
-
-    fn v12(&self) -> bool {
-        self.version != Some(Version::V11)
-    }
-
-    /// The `on-connect` event: applies the plugin's config and takes the
-    /// magic bytes (`CONN` / `STOM`) as the start of the first frame.
-    pub fn on_connect(
-        &mut self,
-        h: &mut impl Host,
-        config: &[(String, String)],
-        client_id: u64,
-        magic: &[u8],
-    ) {
-        self.settings = Settings::from_config(config);
-        self.parser = Parser::new(self.settings.limits);
-        self.client_id = client_id;
-        self.auth_required = h.auth_required();
-        self.parser.push(magic);
-        if self.settings.connect_timeout_ms > 0 {
-            h.set_timer(Some(self.settings.connect_timeout_ms));
-        }
-    }
-
-    /// The `on-data` event: runs every complete frame, then writes the
-    /// event's output once (and closes after an ERROR or DISCONNECT).
-    pub fn on_data(&mut self, h: &mut impl Host, data: Vec<u8>) {
-        let s = self;
-        if s.closed {
-            return;
-        }
-        if s.heart.expect_every > 0 {
-            s.heart.last_received = h.now_ms();
-        }
-        s.parser.push_owned(data);
-        if s.connecting.is_none() {
-            pump(s, h);
-        }
-    }
-
-    /// The auth server's answer to CONNECT's passcode: CONNECTED and the
-    /// frames that followed it, or an ERROR and the close.
-    pub fn on_authenticated(&mut self, h: &mut impl Host, ok: bool) {
-        let Some(c) = self.connecting.take() else {
-            return;
-        };
+    /// Runs every complete frame, then writes the event's output once (and
+    /// closes after an ERROR or DISCONNECT).
+    fn on_data(&mut self, h: &mut impl Host, data: &[u8]) {
         if self.closed {
             return;
         }
-        if !ok {
-            send_error(
-                self,
-                fatal("access refused", "the auth server refused the passcode"),
-                c.receipt.as_deref(),
-            );
-            flush(self, h);
-            h.close();
-            return;
+        if self.heart.expect_every > 0 {
+            self.heart.last_received = h.now_ms();
         }
-        connected(self, h, c.version, c.client_hb);
-        if let Some(r) = c.receipt {
-            receipt_frame(self, &r);
+        self.parser.push(data);
+        if self.connecting.is_none() {
+            pump(self, h);
         }
-        pump(self, h);
     }
 
-    /// The `on-messages` event: MESSAGE frames for a subscription's batch.
-    pub fn on_messages(&mut self, h: &mut impl Host, handle: u32, messages: Vec<Delivery>) {
-        subscribe::deliver(self, h, handle, messages)
+    /// MESSAGE frames for a subscription's batch.
+    fn on_messages(&mut self, h: &mut impl Host, sub: Subscription, messages: Vec<Message>) {
+        subscribe::deliver(self, h, sub, messages)
     }
 
-    /// The `on-timer` event: the CONNECT deadline, then heart-beats (send
-    /// one when due, close a client that went silent).
-    pub fn on_timer(&mut self, h: &mut impl Host) {
+    /// The CONNECT deadline, then heart-beats (send one when due, close a
+    /// client that went silent).
+    fn on_timer(&mut self, h: &mut impl Host) {
         let s = self;
         if s.closed {
             return;
         }
         if s.version.is_none() {
             let ms = s.settings.connect_timeout_ms;
-            send_error(
-                s,
-                fatal(
-                    "connect timeout",
-                    format!("no complete CONNECT frame within {ms} ms"),
-                ),
-                None,
-            );
-            flush(s, h);
-            h.close();
-            return;
+            let detail = format!("no complete CONNECT frame within {ms} ms");
+            return close_with(s, h, fatal("connect timeout", detail), None);
         }
         let now = h.now_ms();
         let hb = &s.heart;
@@ -282,10 +210,7 @@ impl Session {
                 now.saturating_sub(hb.last_received),
                 hb.expect_every
             );
-            send_error(s, fatal("heart-beat timeout", detail), None);
-            flush(s, h);
-            h.close();
-            return;
+            return close_with(s, h, fatal("heart-beat timeout", detail), None);
         }
         if hb.send_every > 0 && now >= hb.last_sent.saturating_add(hb.send_every) {
             s.out.push(b'\n');
@@ -293,10 +218,48 @@ impl Session {
         flush_at(s, h, now);
         arm_heart_timer(s, h, now);
     }
+
+    /// The auth server's answer to CONNECT's passcode: CONNECTED and the
+    /// frames that followed it, or an ERROR and the close.
+    fn on_authenticated(&mut self, h: &mut impl Host, answer: Result<Identity, AuthError>) {
+        let Some(c) = self.connecting.take() else {
+            return;
+        };
+        if self.closed {
+            return;
+        }
+        if let Err(e) = answer {
+            let detail = format!("the auth server refused the passcode: {}", describe_auth(e));
+            return close_with(
+                self,
+                h,
+                fatal("access refused", detail),
+                c.receipt.as_deref(),
+            );
+        }
+        connected(self, h, c.version, c.client_hb);
+        if let Some(r) = c.receipt {
+            receipt_frame(self, &r);
+        }
+        pump(self, h);
+    }
+}
+
+impl Stomp {
+    fn v12(&self) -> bool {
+        self.version != Some(Version::V11)
+    }
+}
+
+/// Sends an ERROR frame outside a frame's handling, and closes.
+fn close_with(s: &mut Stomp, h: &mut impl Host, e: Fatal, receipt: Option<&str>) {
+    send_error(s, e, receipt);
+    flush(s, h);
+    h.close();
 }
 
 /// Writes the event's output, noting the time for the heart-beat.
-fn flush(s: &mut Session, h: &mut impl Host) {
+fn flush(s: &mut Stomp, h: &mut impl Host) {
     if s.out.is_empty() {
         return;
     }
@@ -308,7 +271,7 @@ fn flush(s: &mut Session, h: &mut impl Host) {
     flush_at(s, h, now);
 }
 
-fn flush_at(s: &mut Session, h: &mut impl Host, now: u64) {
+fn flush_at(s: &mut Stomp, h: &mut impl Host, now: u64) {
     if s.out.is_empty() {
         return;
     }
@@ -321,7 +284,7 @@ fn flush_at(s: &mut Session, h: &mut impl Host, now: u64) {
 }
 
 /// Arms the single timer for the next heart-beat send or liveness check.
-fn arm_heart_timer(s: &Session, h: &mut impl Host, now: u64) {
+fn arm_heart_timer(s: &Stomp, h: &mut impl Host, now: u64) {
     let hb = &s.heart;
     let send = (hb.send_every > 0).then(|| hb.last_sent.saturating_add(hb.send_every));
     let check = (hb.expect_every > 0).then(|| hb.last_received.saturating_add(hb.window));
@@ -334,7 +297,7 @@ fn arm_heart_timer(s: &Session, h: &mut impl Host, now: u64) {
 }
 
 /// Queues an ERROR frame and marks the session closed.
-fn send_error(s: &mut Session, e: Fatal, receipt: Option<&str>) {
+fn send_error(s: &mut Stomp, e: Fatal, receipt: Option<&str>) {
     let mut headers = vec![
         ("message", e.message.as_str()),
         ("content-type", "text/plain"),
@@ -350,15 +313,15 @@ fn send_error(s: &mut Session, e: Fatal, receipt: Option<&str>) {
     s.parser.reset();
 }
 
-fn receipt_frame(s: &mut Session, receipt: &str) {
+fn receipt_frame(s: &mut Stomp, receipt: &str) {
     encode_frame(&mut s.out, "RECEIPT", &[("receipt-id", receipt)], b"");
 }
 
 /// Runs one client frame.
-fn handle(s: &mut Session, h: &mut impl Host, f: Frame) -> Result<(), Fatal> {
+fn handle(s: &mut Stomp, h: &mut impl Host, f: &Frame<'_>) -> Result<(), Fatal> {
     if s.version.is_none() {
         return match f.command {
-            Command::Connect | Command::Stomp => connect(s, h, &f),
+            Command::Connect | Command::Stomp => connect(s, h, f),
             other => Err(fatal(
                 "not connected",
                 format!(
@@ -368,18 +331,22 @@ fn handle(s: &mut Session, h: &mut impl Host, f: Frame) -> Result<(), Fatal> {
             )),
         };
     }
+    if !matches!(f.command, Command::Ack | Command::Nack) {
+        // Whatever this frame does happens after the ACKs before it.
+        s.acks.flush(h);
+    }
     match f.command {
         Command::Connect | Command::Stomp => Err(fatal(
             "already connected",
             "CONNECT/STOMP may only be sent once",
         )),
         Command::Send => transaction::send(s, h, f),
-        Command::Subscribe => subscribe::subscribe(s, h, &f),
-        Command::Unsubscribe => subscribe::unsubscribe(s, h, &f),
-        Command::Ack | Command::Nack => ack::ack(s, h, &f),
-        Command::Begin => transaction::begin(s, &f),
-        Command::Commit => transaction::commit(s, h, &f),
-        Command::Abort => transaction::abort(s, &f),
+        Command::Subscribe => subscribe::subscribe(s, h, f),
+        Command::Unsubscribe => subscribe::unsubscribe(s, h, f),
+        Command::Ack | Command::Nack => ack::ack(s, h, f),
+        Command::Begin => transaction::begin(s, f),
+        Command::Commit => transaction::commit(s, h, f),
+        Command::Abort => transaction::abort(s, f),
         Command::Disconnect => {
             s.closed = true;
             Ok(())
@@ -387,7 +354,7 @@ fn handle(s: &mut Session, h: &mut impl Host, f: Frame) -> Result<(), Fatal> {
     }
 }
 
-fn connect(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
+fn connect(s: &mut Stomp, h: &mut impl Host, f: &Frame<'_>) -> Result<(), Fatal> {
     let version = rules::negotiate_version(f.header("accept-version")).ok_or_else(|| {
         fatal(
             "unsupported protocol version",
@@ -421,7 +388,7 @@ fn connect(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
             .header("passcode")
             .ok_or_else(|| fatal("access refused", "a passcode is required"))?;
         h.authenticate(passcode)
-            .map_err(|e| fatal("access refused", e))?;
+            .map_err(|e| fatal("access refused", nsq_sdk::describe(&e)))?;
         s.connecting = Some(Connecting {
             version,
             client_hb,
@@ -434,12 +401,16 @@ fn connect(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
 }
 
 /// Answers CONNECTED and starts the heart-beats.
-fn connected(s: &mut Session, h: &mut impl Host, version: Version, client_hb: (u64, u64)) {
+fn connected(s: &mut Stomp, h: &mut impl Host, version: Version, client_hb: (u64, u64)) {
     let server_hb = s.settings.heart_beat;
     let (send_every, expect_every) = rules::negotiate_heart_beat(client_hb, server_hb);
     s.version = Some(version);
-    let hb = format!("{},{}", server_hb.0, server_hb.1);
-    let session = format!("{}", s.client_id);
+    // Decimal by hand, not `format!`: an idle connection's CONNECT then
+    // never runs `core::fmt` (less guest stack and data touched).
+    let mut hb = decimal(server_hb.0);
+    hb.push(',');
+    hb.push_str(&decimal(server_hb.1));
+    let session = decimal(s.client_id);
     encode_frame(
         &mut s.out,
         "CONNECTED",
@@ -452,7 +423,7 @@ fn connected(s: &mut Session, h: &mut impl Host, version: Version, client_hb: (u
         b"",
     );
     let now = h.now_ms();
-    let window = (expect_every as f64 * s.settings.heart_beat_grace) as u64;
+    let window = expect_every.saturating_mul(s.settings.heart_beat_grace_milli) / 1000;
     s.heart = Heart {
         send_every,
         expect_every,
@@ -463,7 +434,14 @@ fn connected(s: &mut Session, h: &mut impl Host, version: Version, client_hb: (u
     arm_heart_timer(s, h, now);
 }
 
-fn required<'a>(f: &'a Frame, name: &str) -> Result<&'a str, Fatal> {
+/// `n` in decimal.
+fn decimal(n: u64) -> String {
+    let mut digits = Vec::with_capacity(20);
+    push_decimal(&mut digits, n);
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+fn required<'a>(f: &Frame<'a>, name: &str) -> Result<&'a str, Fatal> {
     f.header(name).ok_or_else(|| {
         fatal(
             format!("missing {name} header"),
@@ -472,7 +450,7 @@ fn required<'a>(f: &'a Frame, name: &str) -> Result<&'a str, Fatal> {
     })
 }
 
-fn destination<'a>(f: &'a Frame) -> Result<Destination<'a>, Fatal> {
+fn destination<'a>(f: &Frame<'a>) -> Result<Destination<'a>, Fatal> {
     let d = required(f, "destination")?;
     Destination::parse(d).ok_or_else(|| {
         fatal(
@@ -488,27 +466,29 @@ fn destination<'a>(f: &'a Frame) -> Result<Destination<'a>, Fatal> {
 mod tests;
 
 /// Runs every complete frame in the parser until one closes the connection
-/// or a CONNECT waits for the auth server, then writes the output once (and
-/// closes after an ERROR or DISCONNECT).
-fn pump(s: &mut Session, h: &mut impl Host) {
+/// or a CONNECT waits for the auth server, sends the ACKs gathered, then
+/// writes the output once (and closes after an ERROR or DISCONNECT).
+fn pump(s: &mut Stomp, h: &mut impl Host) {
     // Frames borrow the parser's buffer while the session is changed, so
     // the parser is taken out of the state for the loop.
     let mut parser = std::mem::replace(&mut s.parser, Parser::new(s.settings.limits));
     loop {
         match parser.next_frame() {
             Ok(Some(f)) => {
-                let receipt = f.header("receipt").map(str::to_owned);
-                if let Err(e) = handle(s, h, f) {
-                    send_error(s, e, receipt.as_deref());
+                let receipt = f.header("receipt");
+                if let Err(e) = handle(s, h, &f) {
+                    send_error(s, e, receipt);
                     break;
                 }
                 if let Some(c) = s.connecting.as_mut() {
                     // Answered with the auth server's verdict.
-                    c.receipt = receipt;
+                    c.receipt = receipt.map(str::to_owned);
                     break;
                 }
                 if let Some(r) = receipt {
-                    receipt_frame(s, &r);
+                    // The receipt says the frame took effect: its ACK too.
+                    s.acks.flush(h);
+                    receipt_frame(s, r);
                 }
                 if s.closed {
                     break;
@@ -531,6 +511,7 @@ fn pump(s: &mut Session, h: &mut impl Host) {
         parser.reset();
     }
     s.parser = parser;
+    s.acks.flush(h);
     flush(s, h);
     if s.closed {
         h.close();

@@ -1,15 +1,18 @@
 //! SUBSCRIBE, UNSUBSCRIBE and delivery: opening a broker subscription with
 //! its prefetch window and channel (shared for `/queue/`, ephemeral per
 //! subscription for `/topic/`), and writing MESSAGE frames for a batch
-//! (auto mode FINs at once, client modes remember the ids for ACK/NACK).
+//! (auto mode FINs the batch at once with one `finish-many`, client modes
+//! remember the ids for ACK/NACK).
 
 use std::collections::VecDeque;
 
-use super::{Delivery, Fatal, Host, Session, Sub, destination, fatal, required};
-use crate::frame::{Frame, escape_into, push_decimal};
+use nsq_sdk::{Host, Message, Subscription, describe};
+
+use super::{Fatal, Frame, Stomp, Sub, destination, fatal, required};
+use crate::frame::{escape_into, push_decimal};
 use crate::rules::{self, AckMode, Destination};
 
-pub(super) fn subscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
+pub(super) fn subscribe(s: &mut Stomp, h: &mut impl Host, f: &Frame<'_>) -> Result<(), Fatal> {
     let id = required(f, "id")?;
     let dest = destination(f)?;
     let mode = AckMode::parse(f.header("ack")).ok_or_else(|| {
@@ -27,13 +30,11 @@ pub(super) fn subscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result
             format!("subscription id {id:?} is already in use on this connection"),
         ));
     }
-    if s.subs.len() >= s.settings.max_subscriptions {
+    let max_subscriptions = s.settings.max_subscriptions.unwrap_or(1);
+    if s.subs.len() >= max_subscriptions {
         return Err(fatal(
             "too many subscriptions",
-            format!(
-                "at most {} subscriptions per connection (max_subscriptions)",
-                s.settings.max_subscriptions
-            ),
+            format!("at most {max_subscriptions} subscriptions per connection (max_subscriptions)"),
         ));
     }
     let window = match f.header("prefetch-count") {
@@ -41,7 +42,7 @@ pub(super) fn subscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result
         Some(v) => v
             .trim()
             .parse::<u32>()
-            .map(|n| n.clamp(1, rules::MAX_PREFETCH))
+            .map(|n| n.clamp(1, s.max_rdy))
             .map_err(|_| {
                 fatal(
                     "invalid prefetch-count",
@@ -60,15 +61,18 @@ pub(super) fn subscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result
         }
     };
     let topic = dest.topic();
-    let handle = h.subscribe(topic, &channel).map_err(|why| {
+    let handle = h.subscribe(topic, &channel).map_err(|e| {
         fatal(
             format!("subscribe to {topic} failed"),
-            format!("subscribing to NSQ topic {topic:?} channel {channel:?} failed: {why}"),
+            format!(
+                "subscribing to NSQ topic {topic:?} channel {channel:?} failed: {}",
+                describe(&e)
+            ),
         )
     })?;
-    if let Err(why) = h.set_ready(handle, window) {
-        h.unsubscribe(handle);
-        return Err(fatal("subscribe failed", why));
+    if let Err(e) = h.set_ready(handle, window) {
+        let _ = h.unsubscribe(handle);
+        return Err(fatal("subscribe failed", describe(&e)));
     }
     let v12 = s.v12();
     let mut prefix = b"MESSAGE\nsubscription:".to_vec();
@@ -87,7 +91,7 @@ pub(super) fn subscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result
     Ok(())
 }
 
-pub(super) fn unsubscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
+pub(super) fn unsubscribe(s: &mut Stomp, h: &mut impl Host, f: &Frame<'_>) -> Result<(), Fatal> {
     let id = required(f, "id")?;
     let i = s.subs.iter().position(|x| x.id == id).ok_or_else(|| {
         fatal(
@@ -97,22 +101,24 @@ pub(super) fn unsubscribe(s: &mut Session, h: &mut impl Host, f: &Frame) -> Resu
     })?;
     let sub = s.subs.remove(i);
     // Unsubscribing requeues whatever is still unacknowledged.
-    h.unsubscribe(sub.handle);
+    let _ = h.unsubscribe(sub.handle);
     Ok(())
 }
 
-/// Writes MESSAGE frames for a batch; auto-ack subscriptions FIN at once,
-/// the others remember the ids for ACK/NACK.
-pub(super) fn deliver(s: &mut Session, h: &mut impl Host, handle: u32, messages: Vec<Delivery>) {
+/// Writes MESSAGE frames for a batch; auto-ack subscriptions FIN it at
+/// once, the others remember the ids for ACK/NACK.
+pub(super) fn deliver(
+    s: &mut Stomp,
+    h: &mut impl Host,
+    handle: Subscription,
+    messages: Vec<Message>,
+) {
     if s.closed {
         return;
     }
     let Some(sub) = s.subs.iter_mut().find(|x| x.handle == handle) else {
         // Unsubscribed meanwhile: hand them back.
-        for m in &messages {
-            let _ = h.requeue(handle, &m.id, 0);
-        }
-        return;
+        return settle(h, handle, messages, false, s.max_batch);
     };
     let size: usize = messages
         .iter()
@@ -141,7 +147,7 @@ pub(super) fn deliver(s: &mut Session, h: &mut impl Host, handle: u32, messages:
         s.out.push(0);
     }
     let mode = sub.mode;
-    let written = h.write(&s.out);
+    let written = h.write(&s.out).is_ok();
     s.out.clear();
     if s.out.capacity() > 256 << 10 {
         s.out = Vec::new();
@@ -149,34 +155,42 @@ pub(super) fn deliver(s: &mut Session, h: &mut impl Host, handle: u32, messages:
     if s.heart.send_every > 0 {
         s.heart.last_sent = h.now_ms();
     }
+    if !written || mode == AckMode::Auto {
+        // Not written: back to the channel. Auto: done once written.
+        return settle(h, handle, messages, written, s.max_batch);
+    }
     let Some(sub) = s.subs.iter_mut().find(|x| x.handle == handle) else {
         return;
     };
-    if !written {
-        for m in &messages {
-            let _ = h.requeue(handle, &m.id, 0);
+    for m in messages {
+        if m.attempts > 1 {
+            // A redelivery: the earlier delivery's id is stale.
+            if let Some(i) = sub.pending.iter().position(|p| *p == m.id) {
+                sub.pending.remove(i);
+            }
         }
-        return;
+        if sub.pending.len() >= sub.pending_cap {
+            sub.pending.pop_front();
+        }
+        sub.pending.push_back(m.id);
     }
-    match mode {
-        AckMode::Auto => {
-            for m in &messages {
-                let _ = h.finish(handle, &m.id);
-            }
-        }
-        AckMode::Client | AckMode::ClientIndividual => {
-            for m in messages {
-                if m.attempts > 1 {
-                    // A redelivery: the earlier delivery's id is stale.
-                    if let Some(i) = sub.pending.iter().position(|p| *p == m.id) {
-                        sub.pending.remove(i);
-                    }
-                }
-                if sub.pending.len() >= sub.pending_cap {
-                    sub.pending.pop_front();
-                }
-                sub.pending.push_back(m.id);
-            }
-        }
+}
+
+/// FINs (`finish`) or requeues at once a whole batch, `max_batch` ids per
+/// host call.
+fn settle(
+    h: &mut impl Host,
+    handle: Subscription,
+    messages: Vec<Message>,
+    finish: bool,
+    max_batch: usize,
+) {
+    let ids: Vec<String> = messages.into_iter().map(|m| m.id).collect();
+    for chunk in ids.chunks(max_batch.max(1)) {
+        let _ = if finish {
+            h.finish_many(handle, chunk)
+        } else {
+            h.requeue_many(handle, chunk, 0)
+        };
     }
 }

@@ -2,11 +2,12 @@
 //! buffering it (bounded by `max_transaction_bytes`) in an open transaction,
 //! and BEGIN, COMMIT (apply the sends and acks in order) and ABORT.
 
-use super::{Fatal, Host, Session, Transaction, TxOp, ack, destination, fatal, required};
-use crate::frame::Frame;
+use nsq_sdk::{Host, describe};
 
-pub(super) fn send(s: &mut Session, h: &mut impl Host, f: Frame) -> Result<(), Fatal> {
-    let topic = destination(&f)?.topic().to_string();
+use super::{Fatal, Frame, Stomp, Transaction, TxOp, ack, destination, fatal, required};
+
+pub(super) fn send(s: &mut Stomp, h: &mut impl Host, f: &Frame<'_>) -> Result<(), Fatal> {
+    let topic = destination(f)?.topic();
     if f.body.is_empty() {
         return Err(fatal(
             "empty message",
@@ -28,24 +29,24 @@ pub(super) fn send(s: &mut Session, h: &mut impl Host, f: Frame) -> Result<(), F
         }
         s.transaction_bytes = bytes;
         s.transactions[i].ops.push(TxOp::Send {
-            topic,
+            topic: topic.to_string(),
             body: f.body.to_vec(),
         });
         return Ok(());
     }
-    publish(h, &topic, f.body)
+    publish(h, topic, f.body)
 }
 
 fn publish(h: &mut impl Host, topic: &str, body: &[u8]) -> Result<(), Fatal> {
-    h.publish(topic, body).map_err(|why| {
+    h.publish(topic, body).map(drop).map_err(|e| {
         fatal(
             format!("publish to {topic} failed"),
-            format!("publish to NSQ topic {topic:?} failed: {why}"),
+            format!("publish to NSQ topic {topic:?} failed: {}", describe(&e)),
         )
     })
 }
 
-fn find_transaction(s: &Session, id: &str) -> Result<usize, Fatal> {
+fn find_transaction(s: &Stomp, id: &str) -> Result<usize, Fatal> {
     s.transactions
         .iter()
         .position(|t| t.id == id)
@@ -57,7 +58,7 @@ fn find_transaction(s: &Session, id: &str) -> Result<usize, Fatal> {
         })
 }
 
-pub(super) fn transaction_index(s: &Session, f: &Frame) -> Result<usize, Fatal> {
+pub(super) fn transaction_index(s: &Stomp, f: &Frame<'_>) -> Result<usize, Fatal> {
     find_transaction(s, required(f, "transaction")?)
 }
 
@@ -71,7 +72,7 @@ fn tx_bytes(tx: &Transaction) -> usize {
         .sum()
 }
 
-pub(super) fn begin(s: &mut Session, f: &Frame) -> Result<(), Fatal> {
+pub(super) fn begin(s: &mut Stomp, f: &Frame<'_>) -> Result<(), Fatal> {
     let id = required(f, "transaction")?;
     if s.transactions.iter().any(|t| t.id == id) {
         return Err(fatal(
@@ -97,22 +98,26 @@ pub(super) fn begin(s: &mut Session, f: &Frame) -> Result<(), Fatal> {
 
 /// Applies a transaction's sends and acks in order. Sends are published one
 /// by one: a failure stops the commit with an ERROR (earlier ones stay).
-pub(super) fn commit(s: &mut Session, h: &mut impl Host, f: &Frame) -> Result<(), Fatal> {
+pub(super) fn commit(s: &mut Stomp, h: &mut impl Host, f: &Frame<'_>) -> Result<(), Fatal> {
     let i = transaction_index(s, f)?;
     let tx = s.transactions.remove(i);
     s.transaction_bytes = s.transaction_bytes.saturating_sub(tx_bytes(&tx));
     for op in tx.ops {
         match op {
-            TxOp::Send { topic, body } => publish(h, &topic, &body)?,
-            TxOp::Ack(t) => ack::apply_ack(s, h, &t, true),
-            TxOp::Nack(t) => ack::apply_ack(s, h, &t, false),
+            TxOp::Send { topic, body } => {
+                // In order: the transaction's ACKs before this SEND first.
+                s.acks.flush(h);
+                publish(h, &topic, &body)?
+            }
+            TxOp::Ack(t) => ack::apply_ack(s, h, t, true),
+            TxOp::Nack(t) => ack::apply_ack(s, h, t, false),
         }
     }
     Ok(())
 }
 
 /// Drops a transaction and everything it buffered.
-pub(super) fn abort(s: &mut Session, f: &Frame) -> Result<(), Fatal> {
+pub(super) fn abort(s: &mut Stomp, f: &Frame<'_>) -> Result<(), Fatal> {
     let id = transaction_index(s, f)?;
     let tx = s.transactions.remove(id);
     s.transaction_bytes = s.transaction_bytes.saturating_sub(tx_bytes(&tx));
