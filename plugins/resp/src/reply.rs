@@ -6,19 +6,7 @@
 //! break the framing.
 
 /// Appends `n` in decimal without allocating (a reply per message).
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
+use nsq_sdk::push_decimal as decimal;
 
 /// `+<text>\r\n`.
 pub fn simple(out: &mut Vec<u8>, text: &str) {

@@ -45,6 +45,23 @@ pub use bindings::nsq::gateway::types::{
     AuthError, BrokerError, ChannelStats, ConnectInfo, Identity, Limits, Message, TopicStats,
 };
 
+/// Appends `n` in decimal to `out` without allocating (`format!` would
+/// allocate per call and link the formatting machinery): for numbers in
+/// replies written per message.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// A subscription handle from [`Host::subscribe`].
 pub type Subscription = u32;
 

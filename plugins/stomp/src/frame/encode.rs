@@ -44,17 +44,5 @@ pub fn encode_frame(out: &mut Vec<u8>, command: &str, headers: &[(&str, &str)], 
     out.push(0);
 }
 
-/// Appends `n` in decimal without allocating.
-pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
+/// Appends `n` in decimal without allocating (the SDK's, one for every plugin).
+pub use nsq_sdk::push_decimal;
