@@ -293,9 +293,13 @@ fn secret(req: &Request) -> Option<String> {
 }
 
 /// A channel of its own for a client that named none, gone with it
-/// (`#ephemeral`): `web-<client id>-<n>#ephemeral`, at most 45 bytes.
+/// (`#ephemeral`): `web-<16 random hex digits>#ephemeral`, 30 bytes. Random
+/// (from WASI's random source, through `RandomState`), so no other client
+/// can guess the name and join the channel to take its messages.
 fn ephemeral_channel(client_id: u64, n: usize) -> String {
-    format!("web-{client_id:x}-{n}#ephemeral")
+    use std::hash::BuildHasher;
+    let random = std::collections::hash_map::RandomState::new().hash_one((client_id, n));
+    format!("web-{random:016x}#ephemeral")
 }
 
 nsq_sdk::export!(Web);

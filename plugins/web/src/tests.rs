@@ -183,7 +183,8 @@ fn manual_acks_and_ephemeral_channels() {
         &mut s,
         json!({"op":"sub","topic":"t","ack":"manual","prefetch":3}),
     );
-    assert_eq!(r[0]["channel"], "web-1-1#ephemeral");
+    let channel = r[0]["channel"].as_str().unwrap_or_default();
+    assert!(is_ephemeral_name(channel), "{channel}");
     assert_eq!(r[0]["prefetch"], 3);
     s.calls();
     s.messages(0, vec![message(7, b"x"), message(8, b"y")]);
@@ -378,16 +379,14 @@ fn sse_events_fin_and_keepalive() {
     );
     assert!(head.ends_with("\r\n\r\n: keep-alive\n\n"));
     assert_eq!(s.host.timer, Some(1000));
-    assert_eq!(
-        s.calls(),
+    let calls = s.calls();
+    match &calls[..] {
         [
-            Call::Subscribe {
-                topic: "t".into(),
-                channel: "web-1-0#ephemeral".into()
-            },
+            Call::Subscribe { topic, channel },
             Call::SetReady { sub: 0, count: 100 },
-        ]
-    );
+        ] => assert!(topic == "t" && is_ephemeral_name(channel), "{calls:?}"),
+        other => panic!("{other:?}"),
+    }
     s.messages(0, vec![message(1, b"a\nb"), message(2, b"c")]);
     assert_eq!(
         s.text(),
@@ -489,4 +488,19 @@ fn subscription_limit() {
     assert_eq!(send(&mut s, json!({"op":"sub","topic":"t"}))[0]["ok"], true);
     let r = send(&mut s, json!({"op":"sub","topic":"u"}));
     assert_eq!(r[0]["error"], "too many subscriptions (at most 1)");
+}
+
+/// `web-<16 hex digits>#ephemeral`, and a different name every time.
+fn is_ephemeral_name(name: &str) -> bool {
+    name.strip_prefix("web-")
+        .and_then(|rest| rest.strip_suffix("#ephemeral"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[test]
+fn ephemeral_channel_names_are_random() {
+    let a = crate::ephemeral_channel(1, 0);
+    let b = crate::ephemeral_channel(1, 0);
+    assert!(is_ephemeral_name(&a) && is_ephemeral_name(&b), "{a} {b}");
+    assert_ne!(a, b);
 }
